@@ -1,0 +1,124 @@
+/* The tensor shim: a plain-C API over ATen (libtorch), implemented in tensor.cpp, the only
+ * C++ file of weft. C++ exceptions never cross this boundary: every call returns a status
+ * (0 or a negative base_err_t code, BASE_E_TENSOR for ATen failures, BASE_E_INVAL for bad
+ * arguments caught before ATen, BASE_E_NOMEM) and ts_last_error() gives the message of the
+ * last failure on the calling thread.
+ *
+ * Threads: any thread; a handle may be used from several threads only for reading.
+ * All computation runs in inference mode (no autograd). dtype and device are explicit so a
+ * CUDA libtorch build works unchanged.
+ *
+ * Ownership: every ts_tensor_t * returned through an OUT parameter is a NEW reference that
+ * the caller releases with ts_free(). Input handles are borrowed. ts_ref() adds a reference.
+ * Tensors are immutable values from C's point of view: no op modifies its inputs. */
+#ifndef WEFT_TS_TENSOR_H
+#define WEFT_TS_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TS_MAX_DIMS 8
+
+typedef struct ts_tensor_s ts_tensor_t;
+typedef struct ts_stream_s ts_stream_t; /* a CUDA stream on CUDA builds; a no-op token on CPU */
+
+typedef enum { TS_F32, TS_F16, TS_BF16, TS_F64, TS_I64, TS_I32, TS_U8, TS_BOOL } ts_dtype_t;
+typedef enum { TS_CPU, TS_CUDA } ts_device_type_t;
+typedef struct {
+    ts_device_type_t type;
+    int index; /* CUDA ordinal; 0 for CPU */
+} ts_device_t;
+
+typedef enum {
+    TS_INTERP_NEAREST,       /* torch "nearest" */
+    TS_INTERP_NEAREST_EXACT, /* torch "nearest-exact" */
+    TS_INTERP_BILINEAR,      /* align_corners=False */
+    TS_INTERP_BICUBIC,       /* align_corners=False */
+    TS_INTERP_AREA,          /* adaptive average pooling */
+} ts_interp_t;
+
+/* Initialises the backend once per process (idempotent, thread-safe): inference mode,
+ * intra-op threads = number of cores (or `threads` when > 0). */
+int ts_init(int threads);
+int ts_set_num_threads(int threads);
+int ts_get_num_threads(void);
+/* True when the backend was built with CUDA and a device is present. */
+bool ts_cuda_available(void);
+/* Static description such as "libtorch 1.13.1 (CPU)". */
+const char *ts_backend_name(void);
+
+/* Message of the last failed call on this thread ("" when none). Valid until the next call. */
+const char *ts_last_error(void);
+
+/* --- lifetime --- */
+ts_tensor_t *ts_ref(ts_tensor_t *t); /* returns t */
+void ts_free(ts_tensor_t *t);        /* drops one reference; NULL is fine */
+
+/* --- creation --- */
+/* Copies n = prod(shape) elements of `dtype` from host memory into a new tensor on dev. */
+int ts_from_host(ts_tensor_t **out, const void *data, ts_dtype_t dtype, const int64_t *shape,
+                 int ndim, ts_device_t dev);
+int ts_zeros(ts_tensor_t **out, const int64_t *shape, int ndim, ts_dtype_t dtype, ts_device_t dev);
+int ts_full(ts_tensor_t **out, const int64_t *shape, int ndim, double value, ts_dtype_t dtype,
+            ts_device_t dev);
+/* Standard normal noise identical to torch.manual_seed(seed); torch.randn(shape) on CPU
+ * (a generator private to the call; the global generator is untouched). Always generated on
+ * CPU in float32, then moved to dev, as ComfyUI does. */
+int ts_randn(ts_tensor_t **out, const int64_t *shape, int ndim, uint64_t seed, ts_device_t dev);
+
+/* --- inspection --- */
+int ts_ndim(const ts_tensor_t *t);
+int64_t ts_size(const ts_tensor_t *t, int dim); /* negative dim counts from the end; -1 if bad */
+int ts_shape(const ts_tensor_t *t, int64_t *shape /* TS_MAX_DIMS */); /* returns ndim */
+int64_t ts_numel(const ts_tensor_t *t);
+ts_dtype_t ts_dtype(const ts_tensor_t *t);
+ts_device_t ts_device(const ts_tensor_t *t);
+/* Copies the tensor (converted to `dtype`, made contiguous, moved to CPU) into dst, which
+ * has room for cap bytes. BASE_E_INVAL when it does not fit. */
+int ts_to_host(const ts_tensor_t *t, ts_dtype_t dtype, void *dst, size_t cap);
+/* Borrowed pointer to the data of a contiguous CPU tensor (NULL otherwise); valid while t
+ * lives. Read only. */
+const void *ts_data(const ts_tensor_t *t);
+/* Single element of a CPU or CUDA tensor as double, index given per dimension. */
+int ts_item(const ts_tensor_t *t, const int64_t *index, double *out);
+
+/* --- conversion and layout --- */
+int ts_to(ts_tensor_t **out, const ts_tensor_t *t, ts_dtype_t dtype, ts_device_t dev);
+int ts_contiguous(ts_tensor_t **out, const ts_tensor_t *t);
+int ts_reshape(ts_tensor_t **out, const ts_tensor_t *t, const int64_t *shape, int ndim);
+int ts_permute(ts_tensor_t **out, const ts_tensor_t *t, const int *dims, int ndim);
+/* Narrow along dim: elements [start, end) (python slice semantics for negatives). */
+int ts_slice(ts_tensor_t **out, const ts_tensor_t *t, int dim, int64_t start, int64_t end);
+int ts_cat(ts_tensor_t **out, ts_tensor_t *const *ts, int n, int dim);
+/* Repeats along each dim (torch.Tensor.repeat). */
+int ts_repeat(ts_tensor_t **out, const ts_tensor_t *t, const int64_t *reps, int ndim);
+
+/* --- arithmetic (broadcasting like torch) --- */
+int ts_add(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b);
+int ts_sub(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b);
+int ts_mul(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b);
+int ts_div(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b);
+/* out = t * mul + add (one fused call covers scale, shift and 1 - x). */
+int ts_affine(ts_tensor_t **out, const ts_tensor_t *t, double mul, double add);
+int ts_clamp(ts_tensor_t **out, const ts_tensor_t *t, double lo, double hi);
+
+/* --- image ops --- */
+/* Resizes the last two dims of an N×C×H×W tensor to h×w. */
+int ts_interpolate(ts_tensor_t **out, const ts_tensor_t *t, int64_t h, int64_t w, ts_interp_t mode);
+
+/* --- streams (CUDA builds; on CPU every call succeeds and does nothing) --- */
+int ts_stream_new(ts_stream_t **out, ts_device_t dev);
+void ts_stream_free(ts_stream_t *s);
+/* Makes s current on this thread until ts_stream_set_current(NULL). */
+int ts_stream_set_current(ts_stream_t *s);
+int ts_stream_synchronize(ts_stream_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
