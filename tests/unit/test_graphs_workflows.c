@@ -180,7 +180,7 @@ static void test_broken_missing_input(void **state)
     assert_string_equal(error_details(&o, "3", 0), "images");
     tg_expect_json(o.res.error, J({"type": "prompt_outputs_failed_validation",
                                    "message": "Prompt outputs failed validation",
-                                   "details": "Required input is missing: images", "extra_info": {}}));
+                                   "details": "Required input is missing: height\nRequired input is missing: images", "extra_info": {}}));
     outcome_free(&o);
     json_free(p);
 }
