@@ -16,20 +16,20 @@
 #include "nodes.h"
 
 typedef struct {
-    char *name;       /* owned */
+    char *name;       /* in graph->arena */
     bool is_link;     /* [src_id, src_slot] */
-    char *src_id;     /* owned; links only */
+    char *src_id;     /* in graph->arena; links only */
     int64_t src_slot; /* links only */
     int64_t src;      /* index of the source node in graph->nodes, -1 when it does not exist */
     json_t *value;    /* owned constant (coerced by graph_validate); NULL for links */
 } graph_input_t;
 
 typedef struct {
-    char *id;               /* owned */
-    char *class_type;       /* owned; NULL when the node has none */
-    char *title;            /* owned; _meta.title or NULL */
+    char *id;               /* in graph->arena */
+    char *class_type;       /* in graph->arena; NULL when the node has none */
+    char *title;            /* in graph->arena; _meta.title or NULL */
     const node_def_t *def;  /* set by graph_validate; NULL when the class is unknown */
-    graph_input_t *inputs;  /* owned, in the prompt's key order */
+    graph_input_t *inputs;  /* in graph->arena, in the prompt's key order */
     size_t n_inputs;
 } graph_node_t;
 
@@ -37,6 +37,8 @@ typedef struct graph_s {
     graph_node_t *nodes; /* owned, in the prompt's key order */
     size_t n;
     base_map_t by_id;    /* node id -> (void *)(uintptr_t)(index + 1) */
+    base_arena_t arena;  /* owns every string and input array of the nodes: a 100k-node
+                            graph is then a few hundred allocations, not a million */
 } graph_t;
 
 /* API format -> graph. Everything a client can get wrong inside a node (missing class_type,

@@ -9,15 +9,8 @@
 
 static void free_node(graph_node_t *nd)
 {
-    free(nd->id);
-    free(nd->class_type);
-    free(nd->title);
-    for (size_t k = 0; k < nd->n_inputs; k++) {
-        free(nd->inputs[k].name);
-        free(nd->inputs[k].src_id);
+    for (size_t k = 0; k < nd->n_inputs; k++)
         json_free(nd->inputs[k].value);
-    }
-    free(nd->inputs);
 }
 
 void graph_free(graph_t *g)
@@ -28,6 +21,7 @@ void graph_free(graph_t *g)
         free_node(&g->nodes[i]);
     free(g->nodes);
     base_map_free(&g->by_id);
+    base_arena_free(&g->arena);
     free(g);
 }
 
@@ -40,9 +34,9 @@ int64_t graph_find(const graph_t *g, const char *id)
 }
 
 /* [string, integer] is a link; anything else stays a constant for validation to judge. */
-static int parse_input(graph_input_t *in, const char *name, const json_t *v)
+static int parse_input(base_arena_t *a, graph_input_t *in, const char *name, const json_t *v)
 {
-    in->name = strdup(name);
+    in->name = base_arena_strdup(a, name);
     in->src = -1;
     if (!in->name)
         return BASE_E_NOMEM;
@@ -51,16 +45,16 @@ static int parse_input(graph_input_t *in, const char *name, const json_t *v)
         json_get_i64(json_at(v, 1), &slot)) {
         in->is_link = true;
         in->src_slot = slot;
-        in->src_id = strdup(json_str(json_at(v, 0)));
+        in->src_id = base_arena_strdup(a, json_str(json_at(v, 0)));
         return in->src_id ? 0 : BASE_E_NOMEM;
     }
     in->value = json_clone(v);
     return in->value ? 0 : BASE_E_NOMEM;
 }
 
-static int parse_node(graph_node_t *nd, const char *id, const json_t *v)
+static int parse_node(base_arena_t *a, graph_node_t *nd, const char *id, const json_t *v)
 {
-    nd->id = strdup(id);
+    nd->id = base_arena_strdup(a, id);
     if (!nd->id)
         return BASE_E_NOMEM;
     if (!v || v->type != JSON_OBJECT)
@@ -69,12 +63,12 @@ static int parse_node(graph_node_t *nd, const char *id, const json_t *v)
     const json_t *ct = json_object_get(v, "class_type");
     if (ct) {
         if (json_is_string(ct)) {
-            nd->class_type = strdup(json_str(ct));
+            nd->class_type = base_arena_strdup(a, json_str(ct));
         } else {
             /* ComfyUI looks the value up as is and names it with str() in its message. */
             base_buf_t b = BASE_BUF_INIT;
             if (graph__py_str(&b, ct) == 0)
-                nd->class_type = base_buf_take(&b);
+                nd->class_type = base_arena_strdup(a, b.data ? b.data : "");
             base_buf_free(&b);
         }
         if (!nd->class_type)
@@ -82,18 +76,18 @@ static int parse_node(graph_node_t *nd, const char *id, const json_t *v)
     }
     const json_t *meta = json_object_get(v, "_meta");
     const char *title = json_str(json_object_get(meta, "title"));
-    if (title && !(nd->title = strdup(title)))
+    if (title && !(nd->title = base_arena_strdup(a, title)))
         return BASE_E_NOMEM;
 
     const json_t *inputs = json_object_get(v, "inputs");
     size_t n = inputs && inputs->type == JSON_OBJECT ? json_len(inputs) : 0;
     if (!n)
         return 0;
-    nd->inputs = calloc(n, sizeof *nd->inputs);
+    nd->inputs = base_arena_calloc(a, n, sizeof *nd->inputs);
     if (!nd->inputs)
         return BASE_E_NOMEM;
     for (size_t k = 0; k < n; k++) {
-        int rc = parse_input(&nd->inputs[nd->n_inputs++], json_key_at(inputs, k), json_at(inputs, k));
+        int rc = parse_input(a, &nd->inputs[nd->n_inputs++], json_key_at(inputs, k), json_at(inputs, k));
         if (rc)
             return rc;
     }
@@ -121,7 +115,7 @@ int graph_parse(const json_t *prompt, graph_t **out, char *err, size_t errsz)
     }
     for (size_t i = 0; i < n; i++) {
         graph_node_t *nd = &g->nodes[g->n++];
-        if ((rc = parse_node(nd, json_key_at(prompt, i), json_at(prompt, i))))
+        if ((rc = parse_node(&g->arena, nd, json_key_at(prompt, i), json_at(prompt, i))))
             goto out;
         if (graph_find(g, nd->id) >= 0) {
             if (err && errsz)

@@ -43,11 +43,11 @@ static int by_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static int sign_node(EVP_MD_CTX *md, const graph_t *g, size_t v, const char *fingerprint, const bool *done,
+static int sign_node(EVP_MD_CTX *md, const EVP_MD *sha, const graph_t *g, size_t v, const char *fingerprint, const bool *done,
                      uint8_t (*sigs)[GRAPH_SIG_LEN], const graph_input_t **sorted)
 {
     const graph_node_t *nd = &g->nodes[v];
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+    if (EVP_DigestInit_ex(md, sha, NULL) != 1)
         return BASE_E_NOMEM;
     bool ok =
         field_str(md, 'S', "weft-signature-1") && field_str(md, 'T', nd->class_type ? nd->class_type : "");
@@ -95,17 +95,21 @@ int graph_signatures(const graph_t *g, const size_t *order, size_t n_order, cons
     bool *done = calloc(g->n ? g->n : 1, sizeof *done);
     const graph_input_t **sorted = malloc(max_inputs * sizeof *sorted);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int rc = done && sorted && md ? 0 : BASE_E_NOMEM;
+    /* Fetched once per call: EVP_sha256() makes every DigestInit look the algorithm up again
+     * under a lock, which was half the signing time on 100k-node graphs. */
+    EVP_MD *sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+    int rc = done && sorted && md && sha ? 0 : BASE_E_NOMEM;
     for (size_t i = 0; !rc && i < n_order; i++) {
         size_t v = order[i];
         if (v >= g->n) {
             rc = BASE_E_INVAL;
             break;
         }
-        rc = sign_node(md, g, v, fingerprints ? fingerprints[v] : NULL, done, sigs, sorted);
+        rc = sign_node(md, sha, g, v, fingerprints ? fingerprints[v] : NULL, done, sigs, sorted);
         done[v] = true;
     }
     EVP_MD_CTX_free(md);
+    EVP_MD_free(sha);
     free(done);
     free(sorted);
     return rc;

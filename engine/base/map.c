@@ -17,11 +17,11 @@ unsigned long long base_hash_str(const char *s)
 }
 
 /* Linear probing: the slot holding key, or the empty slot where it belongs. */
-static size_t find_slot(const char **keys, size_t cap, const char *key)
+static size_t find_slot(const base_map_slot_t *slots, size_t cap, const char *key, unsigned long long h)
 {
     size_t mask = cap - 1;
-    size_t i = (size_t)base_hash_str(key) & mask;
-    while (keys[i] && strcmp(keys[i], key) != 0)
+    size_t i = (size_t)h & mask;
+    while (slots[i].key && (slots[i].hash != h || strcmp(slots[i].key, key) != 0))
         i = (i + 1) & mask;
     return i;
 }
@@ -29,37 +29,31 @@ static size_t find_slot(const char **keys, size_t cap, const char *key)
 static int grow(base_map_t *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    if (cap < m->cap || cap > SIZE_MAX / sizeof(void *))
+    if (cap < m->cap || cap > SIZE_MAX / sizeof(base_map_slot_t))
         return BASE_E_NOMEM;
-    const char **keys = calloc(cap, sizeof *keys);
-    void **vals = calloc(cap, sizeof *vals);
-    if (!keys || !vals) {
-        free(keys);
-        free(vals);
+    base_map_slot_t *slots = calloc(cap, sizeof *slots);
+    if (!slots)
         return BASE_E_NOMEM;
-    }
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i])
+        if (!m->slots[i].key)
             continue;
-        size_t j = find_slot(keys, cap, m->keys[i]);
-        keys[j] = m->keys[i];
-        vals[j] = m->vals[i];
+        size_t j = find_slot(slots, cap, m->slots[i].key, m->slots[i].hash);
+        slots[j] = m->slots[i];
     }
-    free(m->keys);
-    free(m->vals);
-    m->keys = keys;
-    m->vals = vals;
+    free(m->slots);
+    m->slots = slots;
     m->cap = cap;
     return 0;
 }
 
 int base_map_put(base_map_t *m, const char *key, void *val)
 {
+    unsigned long long h = base_hash_str(key);
     if (m->cap) {
-        size_t i = find_slot(m->keys, m->cap, key);
-        if (m->keys[i]) {
-            m->keys[i] = key;
-            m->vals[i] = val;
+        size_t i = find_slot(m->slots, m->cap, key, h);
+        if (m->slots[i].key) {
+            m->slots[i].key = key;
+            m->slots[i].val = val;
             return 0;
         }
     }
@@ -69,9 +63,8 @@ int base_map_put(base_map_t *m, const char *key, void *val)
         if (rc)
             return rc;
     }
-    size_t i = find_slot(m->keys, m->cap, key);
-    m->keys[i] = key;
-    m->vals[i] = val;
+    size_t i = find_slot(m->slots, m->cap, key, h);
+    m->slots[i] = (base_map_slot_t){h, key, val};
     m->n++;
     return 0;
 }
@@ -80,19 +73,17 @@ bool base_map_get(const base_map_t *m, const char *key, void **val)
 {
     if (!m->cap)
         return false;
-    size_t i = find_slot(m->keys, m->cap, key);
-    if (!m->keys[i])
+    size_t i = find_slot(m->slots, m->cap, key, base_hash_str(key));
+    if (!m->slots[i].key)
         return false;
     if (val)
-        *val = m->vals[i];
+        *val = m->slots[i].val;
     return true;
 }
 
 void base_map_free(base_map_t *m)
 {
-    free(m->keys);
-    free(m->vals);
-    m->keys = NULL;
-    m->vals = NULL;
+    free(m->slots);
+    m->slots = NULL;
     m->n = m->cap = 0;
 }

@@ -8,12 +8,17 @@
 #include <stddef.h>
 
 typedef struct {
-    const char **keys; /* owned array of borrowed keys; NULL = empty slot */
-    void **vals;       /* owned array */
-    size_t n, cap;     /* cap is 0 or a power of two */
+    unsigned long long hash; /* compared before the key so probes rarely touch key memory */
+    const char *key;         /* borrowed; NULL = empty slot */
+    void *val;
+} base_map_slot_t;
+
+typedef struct {
+    base_map_slot_t *slots; /* owned array */
+    size_t n, cap;          /* cap is 0 or a power of two */
 } base_map_t;
 
-#define BASE_MAP_INIT {NULL, NULL, 0, 0}
+#define BASE_MAP_INIT {NULL, 0, 0}
 
 /* Inserts or replaces. 0 or BASE_E_NOMEM. */
 int base_map_put(base_map_t *m, const char *key, void *val);
