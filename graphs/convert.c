@@ -378,7 +378,7 @@ static bool js_index(const char *s, uint64_t *v)
 static int cmp_emit(const void *a, const void *b)
 {
     const ui_node_t *x = *(const ui_node_t *const *)a, *y = *(const ui_node_t *const *)b;
-    uint64_t vx, vy;
+    uint64_t vx = 0, vy = 0;
     bool ix = js_index(x->id, &vx), iy = js_index(y->id, &vy);
     if (ix != iy)
         return ix ? -1 : 1;

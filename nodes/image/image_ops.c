@@ -32,7 +32,7 @@ static int image_shape(node_ctx_t *ctx, const ts_tensor_t *t, const char *what, 
 static int scale_execute(node_ctx_t *ctx)
 {
     ts_tensor_t *image = node_in_tensor(ctx, "image");
-    int64_t s[4];
+    int64_t s[4] = {0};
     int rc = image_shape(ctx, image, "ImageScale", s);
     if (rc)
         return rc;
@@ -76,7 +76,7 @@ static int invert_execute(node_ctx_t *ctx)
 static int batch_execute(node_ctx_t *ctx)
 {
     ts_tensor_t *a = node_in_tensor(ctx, "image1"), *b = node_in_tensor(ctx, "image2");
-    int64_t sa[4], sb[4];
+    int64_t sa[4] = {0}, sb[4] = {0};
     int rc = image_shape(ctx, a, "ImageBatch image1", sa);
     if (!rc)
         rc = image_shape(ctx, b, "ImageBatch image2", sb);

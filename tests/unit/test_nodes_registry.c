@@ -254,7 +254,7 @@ static void capture_log(base_log_level_t lvl, const char *file, int line, const 
 
 static void touch(const char *dir, const char *name)
 {
-    char p[4096];
+    char p[8192];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     tu_write_file(p, "x", 1);
 }
