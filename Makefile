@@ -14,7 +14,7 @@ setup:
 	@scripts/bootstrap
 
 build: setup
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
 run: build

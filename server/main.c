@@ -1,0 +1,47 @@
+/* weft: the command line. Subcommands wire graphs, engine and nodes together; `weft serve`
+ * (the HTTP/WebSocket server) arrives with the server issue. */
+#include <stdio.h>
+#include <string.h>
+
+#include "srv.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: weft <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  run WORKFLOW       run a UI- or API-format workflow (or a PNG carrying one) headless\n"
+          "  validate WORKFLOW  print the validation result as JSON; exit 1 when invalid\n"
+          "  nodes [--json]     list node classes (--json: the /object_info document)\n"
+          "\n"
+          "common options:\n"
+          "  --base-dir DIR     models/, input/, output/, temp/ live here (default ./weft-data)\n"
+          "  --help, --version\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("weft 0.1.0 (%s)\n", ts_backend_name());
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return srv_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "validate"))
+        return srv_cmd_validate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "nodes"))
+        return srv_cmd_nodes(argc - 1, argv + 1);
+    fprintf(stderr, "weft: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}
