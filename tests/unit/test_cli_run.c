@@ -81,6 +81,22 @@ static void test_run_ui_workflow(void **state)
     free(dir);
 }
 
+/* The batch workflow (two sources, scaling, a batch, a save and a preview) runs. */
+static void test_run_batch_workflow_twice(void **state)
+{
+    char *dir = tu_fresh_dir("batch");
+    char args[16384], *out = NULL;
+    snprintf(args, sizeof args, "run --base-dir '%s' workflows/batch.api.json", dir);
+    int rc = run_weft(args, &out);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "/output/"));
+    assert_non_null(strstr(out, "/temp/"));
+    free(out);
+    free(dir);
+}
+
 static void test_validate_reports_errors_as_json(void **state)
 {
     char *out = NULL;
@@ -153,6 +169,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_api_workflow_saves_png_with_metadata),
         cmocka_unit_test(test_run_ui_workflow),
+        cmocka_unit_test(test_run_batch_workflow_twice),
         cmocka_unit_test(test_validate_reports_errors_as_json),
         cmocka_unit_test(test_bad_files_give_clear_errors),
         cmocka_unit_test(test_nodes_lists_builtins),
