@@ -78,9 +78,28 @@ static void print_json(FILE *f, const json_t *j)
     free(s);
 }
 
-/* Loads and validates; on failure prints ComfyUI's /prompt error body. */
+/* ComfyUI's /prompt answer for a validation: error (null when valid), node_errors and, when
+ * valid, the outputs that will run. */
+static json_t *validation_body(const graph_validation_t *v, bool valid)
+{
+    json_t *body = json_new_object();
+    if (!body)
+        return NULL;
+    json_object_set(body, "error", v->error ? json_clone(v->error) : json_new_null());
+    json_object_set(body, "node_errors", v->node_errors ? json_clone(v->node_errors) : json_new_object());
+    if (valid) {
+        json_t *outs = json_new_array();
+        for (size_t i = 0; outs && i < v->n_outputs; i++)
+            json_array_push(outs, json_new_string(v->outputs[i]));
+        json_object_set(body, "outputs", outs);
+    }
+    return body;
+}
+
+/* Loads and validates; prints the validation body to `report` when invalid, when some
+ * outputs were dropped, or always when `always` is set. */
 static int load_valid(cli_ctx_t *c, const cli_opts_t *o, srv_workflow_t *wf, graph_t **g,
-                      graph_validation_t *v, FILE *errors_to)
+                      graph_validation_t *v, FILE *report, bool always)
 {
     char err[1024] = "";
     int rc = srv_workflow_load(o->file, c->reg, &c->env.env, wf, err, sizeof err);
@@ -94,18 +113,10 @@ static int load_valid(cli_ctx_t *c, const cli_opts_t *o, srv_workflow_t *wf, gra
         return 2;
     }
     rc = graph_validate(*g, c->reg, &c->env.env, NULL, v);
-    json_t *body = json_new_object();
-    if (body) {
-        json_object_set(body, "error", v->error ? json_clone(v->error) : json_new_null());
-        json_object_set(body, "node_errors", json_clone(v->node_errors));
-        if (!rc) {
-            json_t *outs = json_new_array();
-            for (size_t i = 0; outs && i < v->n_outputs; i++)
-                json_array_push(outs, json_new_string(v->outputs[i]));
-            json_object_set(body, "outputs", outs);
-        }
-        if (rc || json_len(v->node_errors))
-            print_json(errors_to, body);
+    if (always || rc || json_len(v->node_errors)) {
+        json_t *body = validation_body(v, rc == 0);
+        if (body)
+            print_json(report, body);
         json_free(body);
     }
     return rc ? 1 : 0;
@@ -123,19 +134,7 @@ int srv_cmd_validate(int argc, char **argv)
     srv_workflow_t wf;
     graph_t *g = NULL;
     graph_validation_t v = {0};
-    rc = load_valid(&c, &o, &wf, &g, &v, stdout);
-    if (rc == 0 && !json_len(v.node_errors)) {
-        /* Valid: still print the result so scripts can read which outputs will run. */
-        json_t *body = json_new_object();
-        json_t *outs = json_new_array();
-        for (size_t i = 0; outs && i < v.n_outputs; i++)
-            json_array_push(outs, json_new_string(v.outputs[i]));
-        json_object_set(body, "error", json_new_null());
-        json_object_set(body, "node_errors", json_new_object());
-        json_object_set(body, "outputs", outs);
-        print_json(stdout, body);
-        json_free(body);
-    }
+    rc = load_valid(&c, &o, &wf, &g, &v, stdout, true);
     graph_validation_free(&v);
     graph_free(g);
     srv_workflow_free(&wf);
@@ -228,7 +227,7 @@ int srv_cmd_run(int argc, char **argv)
     graph_validation_t v = {0};
     eng_t *eng = NULL;
     eng_result_t res = {0};
-    rc = load_valid(&c, &o, &wf, &g, &v, stderr);
+    rc = load_valid(&c, &o, &wf, &g, &v, stderr, false);
     if (rc)
         goto out;
     eng_config_t cfg = {.reg = c.reg, .env = &c.env.env};
