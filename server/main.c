@@ -1,9 +1,9 @@
 /* weft: the command line. Subcommands wire graphs, engine and nodes together; `weft serve`
- * (the HTTP/WebSocket server) arrives with the server issue. */
+ * runs the HTTP/WebSocket server. */
 #include <stdio.h>
 #include <string.h>
 
-#include "srv.h"
+#include "app.h"
 
 static void usage(FILE *f)
 {
@@ -12,6 +12,7 @@ static void usage(FILE *f)
           "commands:\n"
           "  run WORKFLOW       run a UI- or API-format workflow (or a PNG carrying one) headless\n"
           "  validate WORKFLOW  print the validation result as JSON; exit 1 when invalid\n"
+          "  serve [options]    start the HTTP/WebSocket server (weft serve --help)\n"
           "  nodes [--json]     list node classes (--json: the /object_info document)\n"
           "\n"
           "common options:\n"
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
         printf("weft 0.1.0 (%s)\n", ts_backend_name());
         return 0;
     }
+    if (!strcmp(cmd, "serve"))
+        return srv_cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return srv_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "validate"))

@@ -1,0 +1,177 @@
+/* Private to server/. The application object of `weft serve` and the pieces that share it:
+ * configuration, the in-memory mirror of the pending queue, the worker thread that executes
+ * prompts, the event bridge from the worker to the loop, and the router.
+ *
+ * Threads: the loop thread owns srv_t and everything in it except where a field says
+ * otherwise; the worker thread touches only srv_queue_t (under its mutex), the engine, and
+ * srv_events_post. */
+#ifndef WEFT_SRV_APP_H
+#define WEFT_SRV_APP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "engine.h"
+#include "http.h"
+#include "srv.h"
+#include "store.h"
+#include "ws.h"
+
+/* ------------------------------------------------------------------ configuration */
+
+typedef struct {
+    const char *listen;      /* default "127.0.0.1" */
+    int port;                /* default 8188; 0 = ephemeral (the chosen port is printed) */
+    const char *base_dir;    /* default "weft-data" */
+    size_t max_upload_mb;    /* default 100 */
+    const char *frontend_dir; /* built editor files served at /; default "frontend/dist" if present */
+    bool quiet;
+    http_limits_t http;
+    ws_limits_t ws;
+} srv_config_t;
+
+/* Defaults, then argv (after "serve"). 0, or 2 after printing usage/errors. */
+int srv_config_parse(srv_config_t *c, int argc, char **argv);
+
+/* ------------------------------------------------------------------ pending queue */
+
+/* One queued or running prompt in memory. Owned by the queue until popped, then by the worker
+ * until it posts SRV_EV_DONE, then by the loop thread which frees it. */
+typedef struct srv_item_s {
+    char *prompt_id;
+    double number;
+    int64_t seq;
+    json_t *prompt;        /* coerced API prompt */
+    json_t *extra_data;
+    char **outputs;        /* output node ids to execute */
+    size_t n_outputs;
+    char *client_id;       /* may be NULL */
+    graph_t *graph;        /* validated graph */
+    double created_ms;
+} srv_item_t;
+
+void srv_item_free(srv_item_t *it);
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_item_t **items;    /* kept ordered by (number, seq) */
+    size_t n, cap;
+    srv_item_t *running;   /* borrowed view of the worker's item (under mu) */
+    bool stopping;
+} srv_queue_t;
+
+int srv_queue_init(srv_queue_t *q);
+void srv_queue_destroy(srv_queue_t *q); /* frees remaining items */
+int srv_queue_push(srv_queue_t *q, srv_item_t *it);            /* takes it */
+/* Removes pending items by id (NULL ids = all). Returns how many. */
+size_t srv_queue_remove(srv_queue_t *q, const char *const *ids, size_t n_ids);
+/* Worker: blocks until an item or stop; NULL when stopping. Sets q->running. */
+srv_item_t *srv_queue_pop(srv_queue_t *q);
+void srv_queue_done(srv_queue_t *q);                           /* clears running */
+size_t srv_queue_remaining(srv_queue_t *q);                    /* pending + running */
+void srv_queue_stop(srv_queue_t *q);
+/* Calls fn for the running item (if any) then pending items in order, under the lock. */
+void srv_queue_each(srv_queue_t *q, void (*fn)(void *ud, const srv_item_t *it, bool running), void *ud);
+
+/* ------------------------------------------------------------------ worker -> loop events */
+
+typedef enum {
+    SRV_EV_STARTED, /* the worker took `item` (mark running in the store, broadcast status) */
+    SRV_EV_ENGINE,  /* an engine event: type + data */
+    SRV_EV_PREVIEW, /* a binary preview frame for the item's client */
+    SRV_EV_DONE,    /* the prompt finished: result + item handed to the loop */
+} srv_ev_kind_t;
+
+typedef struct srv_ev_s {
+    srv_ev_kind_t kind;
+    srv_item_t *item;      /* STARTED: borrowed; DONE: owned by the event */
+    char *prompt_id;       /* owned copy (routing) */
+    char *client_id;       /* owned copy, may be NULL */
+    char *type;            /* ENGINE: owned */
+    json_t *data;          /* ENGINE: owned */
+    uint32_t bin_type;     /* PREVIEW */
+    base_buf_t bin;        /* PREVIEW: owned */
+    eng_result_t result;   /* DONE: owned */
+    struct srv_ev_s *next;
+} srv_ev_t;
+
+/* Any thread: appends and wakes the loop (uv_async_send coalesces; the loop drains all). */
+void srv_events_post(srv_t *s, srv_ev_t *ev);
+
+/* ------------------------------------------------------------------ the application */
+
+struct srv_s {
+    srv_config_t cfg;
+    uv_loop_t *loop;
+    srv_env_t env;
+    node_registry_t *reg;
+    eng_t *eng;              /* used by the worker thread; eng_interrupt from the loop */
+    store_t *store;          /* the loop thread's connection */
+    srv_queue_t queue;
+    pthread_t worker;
+    bool worker_started;
+    ws_hub_t *ws;
+    uv_async_t ev_async;
+    pthread_mutex_t ev_mu;
+    srv_ev_t *ev_head, *ev_tail;
+    uv_signal_t sigint, sigterm;
+    double counter;          /* ComfyUI's "number" for prompts without one */
+    int64_t seq;
+    /* Current state for reconnecting clients (loop thread): running prompt and node. */
+    char *cur_prompt_id, *cur_client_id, *cur_node;
+    uint64_t cur_value, cur_max;
+    atomic_bool free_models, free_memory; /* POST /free flags, consumed by the worker */
+    double started_ms;
+    void *http;              /* http layer state (http.c) */
+    bool stopping;
+};
+
+/* `weft serve`: runs until SIGINT/SIGTERM, then shuts down gracefully. Exit code. */
+int srv_cmd_serve(int argc, char **argv);
+
+/* Worker thread body (worker.c). */
+void *srv_worker_main(void *arg);
+
+/* The request handler given to http_listen: routes to the handlers below, every route also
+ * under /api (router.c). */
+void srv_route(srv_t *s, http_req_t *req, http_res_t *res);
+
+/* {"status": {"exec_info": {"queue_remaining": N}}} (new object). */
+json_t *srv_status_json(srv_t *s);
+/* Broadcasts status to every socket. */
+void srv_broadcast_status(srv_t *s);
+
+/* Route handlers (one file per group). */
+void srv_h_prompt_post(srv_t *s, http_req_t *req, http_res_t *res);   /* routes_prompt.c */
+void srv_h_prompt_get(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_queue_get(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_queue_post(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_interrupt(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_free(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_history_get(srv_t *s, http_req_t *req, http_res_t *res);   /* routes_history.c */
+void srv_h_history_one(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_history_post(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_object_info(srv_t *s, http_req_t *req, http_res_t *res);   /* routes_system.c */
+void srv_h_object_info_one(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_system_stats(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_features(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_embeddings(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_extensions(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_models(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_models_folder(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_health(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_static(srv_t *s, http_req_t *req, http_res_t *res);       /* static.c: / and files */
+void srv_h_view(srv_t *s, http_req_t *req, http_res_t *res);          /* routes_files.c */
+void srv_h_upload_image(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_upload_mask(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_userdata_list(srv_t *s, http_req_t *req, http_res_t *res); /* routes_userdata.c */
+void srv_h_userdata_v2(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_userdata_get(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_userdata_post(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_userdata_delete(srv_t *s, http_req_t *req, http_res_t *res);
+void srv_h_userdata_move(srv_t *s, http_req_t *req, http_res_t *res);
+
+#endif
