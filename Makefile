@@ -1,6 +1,7 @@
 # A thin layer over CMake: the two commands of the README.
-#   make run   set up, build (release) and run the demo workflow with `weft run`
-#   make test  set up, build with AddressSanitizer + UBSan and run every test
+#   make run   set up, build (release) and start `weft serve` on 127.0.0.1:8188
+#   make test  set up, build with AddressSanitizer + UBSan and run every test (C unit tests,
+#              then the end-to-end tests of `weft serve` in tests/e2e with node --test)
 BUILD      ?= build
 TEST_BUILD ?= build-asan
 BASE_DIR   ?= weft-data
@@ -18,12 +19,16 @@ build: setup
 	@cmake --build $(BUILD) -j$(JOBS)
 
 run: build
-	$(BUILD)/weft run --base-dir $(BASE_DIR) workflows/invert.ui.json
+	$(BUILD)/weft serve --base-dir $(BASE_DIR)
 
 test: setup
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWEFT_ASAN=ON $(WERROR) >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
+	@# One test file at a time where node supports it (older node runs files in parallel).
+	cd tests/e2e && npm ci --no-audit --no-fund --silent && \
+		flags=$$(node --test-concurrency=1 -e 0 >/dev/null 2>&1 && echo --test-concurrency=1); \
+		WEFT_BIN=$(CURDIR)/$(TEST_BUILD)/weft node --test $$flags
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)
