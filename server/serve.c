@@ -277,8 +277,8 @@ int srv_cmd_serve(int argc, char **argv)
         fprintf(stderr, "weft serve: node registry: %s\n", base_strerror(rc));
         goto out;
     }
-    if (ts_init(0))
-        fprintf(stderr, "weft serve: tensor backend: %s\n", ts_last_error());
+    /* No ts_init here: libtorch loads on the first tensor call (tensor_loader.c), so the
+     * server answers within milliseconds and stays small until a prompt computes. */
     eng_config_t ec = {.reg = s->reg, .env = &s->env.env};
     if ((rc = eng_new(&ec, &s->eng))) {
         fprintf(stderr, "weft serve: engine: %s\n", base_strerror(rc));

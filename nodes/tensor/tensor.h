@@ -1,5 +1,6 @@
 /* The tensor shim: a plain-C API over ATen (libtorch), implemented in tensor.cpp, the only
- * C++ file of weft. C++ exceptions never cross this boundary: every call returns a status
+ * C++ file of weft, built as a module that tensor_loader.c opens on the first call that needs
+ * it, so a process that never touches a tensor never pays for libtorch. C++ exceptions never cross this boundary: every call returns a status
  * (0 or a negative base_err_t code, BASE_E_TENSOR for ATen failures, BASE_E_INVAL for bad
  * arguments caught before ATen, BASE_E_NOMEM) and ts_last_error() gives the message of the
  * last failure on the calling thread.
@@ -49,8 +50,11 @@ int ts_set_num_threads(int threads);
 int ts_get_num_threads(void);
 /* True when the backend was built with CUDA and a device is present. */
 bool ts_cuda_available(void);
-/* Static description such as "libtorch 1.13.1 (CPU)". */
+/* Static description such as "libtorch 1.13.1 (CPU)". Does not load the backend. */
 const char *ts_backend_name(void);
+/* True once the backend module has been opened (libtorch loads on the first tensor call;
+ * see tensor_loader.c). */
+bool ts_loaded(void);
 
 /* Message of the last failed call on this thread ("" when none). Valid until the next call. */
 const char *ts_last_error(void);
