@@ -164,6 +164,10 @@ enum {
     NODE_HEAVY = 1u << 2,          /* heavy on device memory (samplers, VAE, model loads) */
     NODE_DEPRECATED = 1u << 3,
     NODE_EXPERIMENTAL = 1u << 4,
+    /* Writes outside output/ or reads arbitrary files: only principals with prompt:any_node
+     * may run it (the server refuses the prompt with forbidden_node_class). No built-in node
+     * is privileged today. */
+    NODE_PRIVILEGED = 1u << 5,
 };
 
 /* Constant inputs as seen by validate/is_changed: values[i] is the coerced JSON constant of

@@ -28,6 +28,8 @@ typedef struct {
     size_t max_upload_mb;    /* default 100 */
     const char *frontend_dir; /* built editor files served at /; default "frontend/dist" if present */
     bool quiet;
+    bool no_auth;             /* --no-auth: accepted only when listening on loopback */
+    bool trust_proxy;         /* --trust-proxy: honour X-Forwarded-Host/-Proto in origin checks */
     http_limits_t http;
     ws_limits_t ws;
 } srv_config_t;
@@ -50,6 +52,7 @@ typedef struct srv_item_s {
     char *client_id;       /* may be NULL */
     graph_t *graph;        /* validated graph */
     double created_ms;
+    char owner[64];        /* user that submitted it ("" = nobody: only "any" scopes see it) */
 } srv_item_t;
 
 void srv_item_free(srv_item_t *it);
@@ -95,6 +98,7 @@ typedef struct srv_ev_s {
     uint32_t bin_type;     /* PREVIEW */
     base_buf_t bin;        /* PREVIEW: owned */
     eng_result_t result;   /* DONE: owned */
+    char owner[64];        /* the prompt's owner (routing; "" = nobody) */
     struct srv_ev_s *next;
 } srv_ev_t;
 
@@ -114,6 +118,7 @@ struct srv_s {
     pthread_t worker;
     bool worker_started;
     ws_hub_t *ws;
+    auth_t *auth;            /* users, keys, sessions, limits, audit (loop thread) */
     uv_async_t ev_async;
     pthread_mutex_t ev_mu;
     srv_ev_t *ev_head, *ev_tail;
@@ -123,6 +128,7 @@ struct srv_s {
     /* Current state for reconnecting clients (loop thread): running prompt and node. */
     char *cur_prompt_id, *cur_client_id, *cur_node;
     uint64_t cur_value, cur_max;
+    char cur_owner[64];      /* owner of the running prompt ("" = nobody; see srv_item_t.owner) */
     atomic_bool free_models, free_memory; /* POST /free flags, consumed by the worker */
     double started_ms;
     void *http;              /* http layer state (http.c) */

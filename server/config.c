@@ -18,6 +18,11 @@ static void usage(FILE *f)
           "  --base-dir DIR          models/, input/, output/, temp/, user/ and weft.db (default weft-data)\n"
           "  --max-upload-size MB    largest request body accepted (default 100)\n"
           "  --frontend DIR          editor files served at / (default frontend/dist when present)\n"
+          "  --no-auth               no authentication: every request acts as admin \"local\";\n"
+          "                          refused unless --listen is a loopback address\n"
+          "  --trust-proxy           behind a reverse proxy: take the client address from\n"
+          "                          X-Forwarded-For and the public host and scheme from\n"
+          "                          X-Forwarded-Host/-Proto (only when the proxy sets them)\n"
           "  --quiet                 log warnings and errors only\n"
           "  --help\n",
           f);
@@ -41,6 +46,18 @@ static bool valid_addr(const char *a)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, a, buf) == 1 || inet_pton(AF_INET6, a, buf) == 1;
+}
+
+/* 127.0.0.0/8, ::1 and IPv4-mapped 127.x: addresses no other machine can reach. */
+static bool is_loopback_addr(const char *a)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, a, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, a, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
 }
 
 static bool is_dir(const char *p)
@@ -89,6 +106,10 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
             return 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             c->quiet = true;
+        } else if (!strcmp(a, "--no-auth")) {
+            c->no_auth = true;
+        } else if (!strcmp(a, "--trust-proxy")) {
+            c->trust_proxy = true;
         } else if ((v = opt_value(argc, argv, &i, "--listen", &m)), m) {
             if (!v || !*v) {
                 fprintf(stderr, "weft serve: --listen needs an address\n");
@@ -137,6 +158,10 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (c->no_auth && !is_loopback_addr(c->listen)) {
+        fprintf(stderr, "weft serve: --no-auth is only allowed when listening on loopback (use --listen 127.0.0.1)\n");
+        return 2;
     }
     c->http.max_body_bytes = c->max_upload_mb << 20;
     return 0;

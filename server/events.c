@@ -1,10 +1,12 @@
 /* The bridge from the worker thread to the loop: a mutex-protected list plus uv_async, and
  * the loop-side handling of each event (store writes, current state, WebSocket routing). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "app_internal.h"
+#include "ownership.h"
 
 double srv__now_ms(void)
 {
@@ -45,14 +47,31 @@ static bool client_only(const char *type)
     return strcmp(type, "progress") && strcmp(type, "execution_interrupted") && strcmp(type, "progress_state");
 }
 
-void srv__send_prompt_event(srv_t *s, const char *client_id, const char *prompt_id, const char *type,
-                            const json_t *data)
+/* Only the prompt's owner (and queue:read:any) hears about it, whatever client id or prompt
+ * a socket names: client ids are chosen by clients, so another user could pick the same. An
+ * ownerless prompt ("") is heard by the "any" sockets only. */
+static ws_target_t prompt_target(const char *owner, const char *client_id, const char *prompt_id)
+{
+    return (ws_target_t){.client_id = client_id, .prompt_id = prompt_id, .owner = owner ? owner : "",
+                         .any_scopes = AUTH_SCOPE(QUEUE_READ_ANY)};
+}
+
+static void send_owned(srv_t *s, const char *owner, const char *client_id, const char *prompt_id,
+                       const char *type, const json_t *data)
 {
     if (!s->ws)
         return;
     /* Without a client, "" names no socket, so only the prompt's watchers receive it. */
     const char *to = client_id ? client_id : client_only(type) ? "" : NULL;
-    ws_send_json(s->ws, (ws_target_t){to, prompt_id}, type, data);
+    ws_send_json(s->ws, prompt_target(owner, to, prompt_id), type, data);
+}
+
+void srv__send_prompt_event(srv_t *s, const char *client_id, const char *prompt_id, const char *type,
+                            const json_t *data)
+{
+    /* Callers without the event at hand: the running prompt's owner, when it is that one. */
+    bool cur = s->cur_prompt_id && prompt_id && !strcmp(s->cur_prompt_id, prompt_id);
+    send_owned(s, cur ? s->cur_owner : "", client_id, prompt_id, type, data);
 }
 
 /* ------------------------------------------------------------------ loop side */
@@ -85,6 +104,7 @@ static void clear_current(srv_t *s)
     set_str(&s->cur_client_id, NULL);
     set_str(&s->cur_node, NULL);
     s->cur_value = s->cur_max = 0;
+    s->cur_owner[0] = '\0';
 }
 
 static void on_started(srv_t *s, srv_ev_t *ev)
@@ -92,6 +112,7 @@ static void on_started(srv_t *s, srv_ev_t *ev)
     clear_current(s);
     set_str(&s->cur_prompt_id, ev->prompt_id);
     set_str(&s->cur_client_id, ev->client_id);
+    snprintf(s->cur_owner, sizeof s->cur_owner, "%s", ev->owner);
     srv_broadcast_status(s);
 }
 
@@ -112,7 +133,7 @@ static void on_engine(srv_t *s, srv_ev_t *ev)
         if (json_get_u64(json_object_get(ev->data, "max"), &m))
             s->cur_max = m;
     }
-    srv__send_prompt_event(s, ev->client_id, ev->prompt_id, ev->type, ev->data);
+    send_owned(s, ev->owner, ev->client_id, ev->prompt_id, ev->type, ev->data);
 }
 
 /* node id -> {"node_id", "display_node", "parent_node": null, "real_node_id"} for every
@@ -146,12 +167,17 @@ static void persist(srv_t *s, srv_ev_t *ev)
     int rc = 0;
     if (ev->kind == SRV_EV_STARTED) {
         rc = store_mark_running(s->store, ev->prompt_id, srv__now_ms());
+    } else if (ev->kind == SRV_EV_ENGINE && ev->type && !strcmp(ev->type, "executed")) {
+        /* Clients fetch a node's images when told it executed, before the prompt ends. */
+        own_record_ui(s->store, ev->owner, ev->prompt_id, json_object_get(ev->data, "output"), srv__now_ms());
     } else if (ev->kind == SRV_EV_DONE) {
         eng_result_t *r = &ev->result;
         if (s->stopping && r->status == BASE_E_INTERRUPTED) {
             /* Interrupted by the shutdown, not by a client: it runs again next start. */
             rc = store_requeue(s->store, ev->prompt_id);
         } else {
+            /* Again at the end, for outputs no "executed" event announced. */
+            own_record_outputs(s->store, ev->owner, ev->prompt_id, r->outputs, srv__now_ms());
             json_t *meta = meta_of(r->outputs);
             json_t *empty_o = r->outputs ? NULL : json_new_object();
             json_t *empty_m = r->messages ? NULL : json_new_array();
@@ -182,7 +208,7 @@ static void on_done(srv_t *s, srv_ev_t *ev)
     json_t *d = json_new_object();
     if (d && !json_object_set(d, "node", json_new_null()) &&
         !json_object_set(d, "prompt_id", json_new_string(ev->prompt_id)))
-        srv__send_prompt_event(s, ev->client_id, ev->prompt_id, "executing", d);
+        send_owned(s, ev->owner, ev->client_id, ev->prompt_id, "executing", d);
     json_free(d);
 }
 
@@ -224,7 +250,7 @@ void srv__events_drain(srv_t *s)
                 break;
             case SRV_EV_PREVIEW:
                 if (s->ws)
-                    ws_send_binary(s->ws, (ws_target_t){ev->client_id, ev->prompt_id}, ev->bin_type,
+                    ws_send_binary(s->ws, prompt_target(ev->owner, ev->client_id, ev->prompt_id), ev->bin_type,
                                    ev->bin.data, ev->bin.len);
                 break;
             case SRV_EV_DONE:

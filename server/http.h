@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "base.h"
 
 typedef struct srv_s srv_t;
@@ -33,6 +34,9 @@ typedef struct http_req_s {
     bool upgrade;       /* Connection: upgrade + Upgrade header present */
     srv_conn_t *conn;   /* borrowed: the connection it arrived on */
     char peer[64];      /* remote address, for logs */
+    /* Who sent it, set by the router's authentication step before any handler runs
+     * (via == AUTH_VIA_NONE for the few routes that need no principal). */
+    auth_principal_t principal;
     /* Route captures (percent-decoded, owned), set by the router. */
     char *params[4];
     size_t n_params;

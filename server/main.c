@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "srv_auth.h"
 
 static void usage(FILE *f)
 {
@@ -14,6 +15,10 @@ static void usage(FILE *f)
           "  validate WORKFLOW  print the validation result as JSON; exit 1 when invalid\n"
           "  serve [options]    start the HTTP/WebSocket server (weft serve --help)\n"
           "  nodes [--json]     list node classes (--json: the /object_info document)\n"
+          "  keys ...           API keys: create, list, revoke (weft keys --help)\n"
+          "  users ...          users: add, list, disable, enable, passwd, role (weft users --help)\n"
+          "  audit [--limit N]  the audit log as JSON lines, newest first\n"
+          "  routes [--json]    every server route and the scopes it needs\n"
           "\n"
           "common options:\n"
           "  --base-dir DIR     models/, input/, output/, temp/ live here (default ./weft-data)\n"
@@ -44,6 +49,14 @@ int main(int argc, char **argv)
         return srv_cmd_validate(argc - 1, argv + 1);
     if (!strcmp(cmd, "nodes"))
         return srv_cmd_nodes(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys"))
+        return srv_cmd_keys(argc - 1, argv + 1);
+    if (!strcmp(cmd, "users"))
+        return srv_cmd_users(argc - 1, argv + 1);
+    if (!strcmp(cmd, "audit"))
+        return srv_cmd_audit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "routes"))
+        return srv_cmd_routes(argc - 1, argv + 1);
     fprintf(stderr, "weft: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

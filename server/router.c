@@ -1,6 +1,10 @@
-/* Method + path -> handler. Every route is served at its path and under /api (ComfyUI
- * registers each twice); path parameters match one still-encoded segment and reach the
- * handler percent-decoded in req->params. Loop thread. */
+/* Method + path -> required scopes -> handler. Every route is served at its path and under
+ * /api (ComfyUI registers each twice); path parameters ({name} segments) match one
+ * still-encoded segment and reach the handler percent-decoded in req->params.
+ *
+ * The table below is the single source of truth for which scope each route needs (`weft
+ * routes --json` prints it for the role x route test). Handlers do the finer checks (own
+ * versus any). Loop thread. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -8,13 +12,17 @@
 #include <strings.h>
 
 #include "app_internal.h"
+#include "routes_share.h"
+#include "srv_auth.h"
 
 typedef void (*handler_fn)(srv_t *s, http_req_t *req, http_res_t *res);
 
 typedef struct {
     const char *method;
-    const char *pattern; /* segments; "*" captures one */
+    const char *pattern; /* segments; "{name}" captures one */
     handler_fn fn;
+    auth_scopes_t scopes; /* every one of these is needed; 0 = any principal */
+    bool is_public;       /* answers without a principal */
 } route_t;
 
 static void h_ws(srv_t *s, http_req_t *req, http_res_t *res)
@@ -26,36 +34,98 @@ static void h_ws(srv_t *s, http_req_t *req, http_res_t *res)
     ws_handle_upgrade(s->ws, req, res);
 }
 
+#define S(name) AUTH_SCOPE(name)
+#define AUTHED 0
+#define PUBLIC true
+
 static const route_t routes[] = {
-    {"GET", "/ws", h_ws},
-    {"GET", "/prompt", srv_h_prompt_get},
-    {"POST", "/prompt", srv_h_prompt_post},
-    {"GET", "/queue", srv_h_queue_get},
-    {"POST", "/queue", srv_h_queue_post},
-    {"POST", "/interrupt", srv_h_interrupt},
-    {"POST", "/free", srv_h_free},
-    {"GET", "/history", srv_h_history_get},
-    {"POST", "/history", srv_h_history_post},
-    {"GET", "/history/*", srv_h_history_one},
-    {"GET", "/object_info", srv_h_object_info},
-    {"GET", "/object_info/*", srv_h_object_info_one},
-    {"GET", "/system_stats", srv_h_system_stats},
-    {"GET", "/features", srv_h_features},
-    {"GET", "/embeddings", srv_h_embeddings},
-    {"GET", "/extensions", srv_h_extensions},
-    {"GET", "/models", srv_h_models},
-    {"GET", "/models/*", srv_h_models_folder},
-    {"GET", "/health", srv_h_health},
-    {"GET", "/view", srv_h_view},
-    {"POST", "/upload/image", srv_h_upload_image},
-    {"POST", "/upload/mask", srv_h_upload_mask},
-    {"GET", "/userdata", srv_h_userdata_list},
-    {"GET", "/v2/userdata", srv_h_userdata_v2},
-    {"GET", "/userdata/*", srv_h_userdata_get},
-    {"POST", "/userdata/*", srv_h_userdata_post},
-    {"DELETE", "/userdata/*", srv_h_userdata_delete},
-    {"POST", "/userdata/*/move/*", srv_h_userdata_move},
+    {"GET", "/ws", h_ws, AUTHED, false},
+    {"GET", "/prompt", srv_h_prompt_get, S(QUEUE_READ), false},
+    {"POST", "/prompt", srv_h_prompt_post, S(PROMPT_SUBMIT), false},
+    {"GET", "/queue", srv_h_queue_get, S(QUEUE_READ), false},
+    {"POST", "/queue", srv_h_queue_post, S(QUEUE_CANCEL), false},
+    {"POST", "/interrupt", srv_h_interrupt, S(QUEUE_CANCEL), false},
+    {"POST", "/free", srv_h_free, S(SYSTEM_ADMIN), false},
+    {"GET", "/history", srv_h_history_get, S(HISTORY_READ), false},
+    {"POST", "/history", srv_h_history_post, S(HISTORY_WRITE), false},
+    {"GET", "/history/{prompt_id}", srv_h_history_one, S(HISTORY_READ), false},
+    {"GET", "/object_info", srv_h_object_info, S(MODELS_READ), false},
+    {"GET", "/object_info/{node_class}", srv_h_object_info_one, S(MODELS_READ), false},
+    {"GET", "/system_stats", srv_h_system_stats, S(SYSTEM_READ), false},
+    {"GET", "/features", srv_h_features, S(SYSTEM_READ), false},
+    {"GET", "/embeddings", srv_h_embeddings, S(MODELS_READ), false},
+    {"GET", "/extensions", srv_h_extensions, S(SYSTEM_READ), false},
+    {"GET", "/models", srv_h_models, S(MODELS_READ), false},
+    {"GET", "/models/{folder}", srv_h_models_folder, S(MODELS_READ), false},
+    {"GET", "/health", srv_h_health, AUTHED, PUBLIC},
+    {"GET", "/view", srv_h_view, S(OUTPUTS_READ), false},
+    {"POST", "/upload/image", srv_h_upload_image, S(UPLOAD), false},
+    {"POST", "/upload/mask", srv_h_upload_mask, S(UPLOAD), false},
+    {"GET", "/userdata", srv_h_userdata_list, S(WORKFLOWS_READ), false},
+    {"GET", "/v2/userdata", srv_h_userdata_v2, S(WORKFLOWS_READ), false},
+    {"GET", "/userdata/{file}", srv_h_userdata_get, S(WORKFLOWS_READ), false},
+    {"POST", "/userdata/{file}", srv_h_userdata_post, S(WORKFLOWS_WRITE), false},
+    {"DELETE", "/userdata/{file}", srv_h_userdata_delete, S(WORKFLOWS_WRITE), false},
+    {"POST", "/userdata/{file}/move/{dest}", srv_h_userdata_move, S(WORKFLOWS_WRITE), false},
+    /* Workflow sharing and share links (routes_share.c). Links are listed and revoked by
+     * their owner (the handlers check); opening one needs only its token. */
+    {"POST", "/weft/workflows/share", srv_h_share_workflow, S(WORKFLOWS_SHARE), false},
+    {"DELETE", "/weft/workflows/share", srv_h_unshare_workflow, S(WORKFLOWS_SHARE), false},
+    {"GET", "/weft/workflows/shared", srv_h_shared_list, S(WORKFLOWS_READ), false},
+    {"GET", "/weft/workflows/shared/{owner}/{path}", srv_h_shared_get, S(WORKFLOWS_READ), false},
+    {"POST", "/weft/share_links", srv_h_share_link_create, S(WORKFLOWS_SHARE), false},
+    {"GET", "/weft/share_links", srv_h_share_link_list, AUTHED, false},
+    {"DELETE", "/weft/share_links/{id}", srv_h_share_link_revoke, AUTHED, false},
+    {"GET", "/share/{token}", srv_h_share_open, AUTHED, PUBLIC},
+    /* Authentication. Own keys need no scope; every user's keys need admin:keys (checked by
+     * the handlers, which also serve ?all=true and other users' key ids). */
+    {"POST", "/auth/login", srv_h_auth_login, AUTHED, PUBLIC},
+    {"POST", "/auth/logout", srv_h_auth_logout, AUTHED, false},
+    {"GET", "/auth/me", srv_h_auth_me, AUTHED, false},
+    {"GET", "/auth/users", srv_h_auth_users_list, S(ADMIN_USERS), false},
+    {"POST", "/auth/users", srv_h_auth_users_add, S(ADMIN_USERS), false},
+    {"PATCH", "/auth/users/{name}", srv_h_auth_users_patch, S(ADMIN_USERS), false},
+    {"GET", "/auth/keys", srv_h_auth_keys_list, AUTHED, false},
+    {"POST", "/auth/keys", srv_h_auth_keys_create, AUTHED, false},
+    {"DELETE", "/auth/keys/{id}", srv_h_auth_keys_revoke, AUTHED, false},
+    {"GET", "/auth/audit", srv_h_auth_audit, S(SYSTEM_ADMIN), false},
 };
+
+#undef S
+
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+json_t *srv_routes_json(void)
+{
+    json_t *arr = json_new_array();
+    bool ok = arr != NULL;
+    for (size_t i = 0; ok && i < N_ROUTES; i++) {
+        json_t *o = json_new_object();
+        ok = o && !json_object_set(o, "method", json_new_string(routes[i].method)) &&
+             !json_object_set(o, "path", json_new_string(routes[i].pattern)) &&
+             !json_object_set(o, "scopes", auth_scopes_json(routes[i].scopes)) &&
+             !json_object_set(o, "public", json_new_bool(routes[i].is_public));
+        if (!ok) {
+            json_free(o);
+            break;
+        }
+        ok = !json_array_push(arr, o);
+    }
+    /* Everything no route matches is a static file of the editor (the login page): public. */
+    json_t *st = ok ? json_new_object() : NULL;
+    ok = st && !json_object_set(st, "method", json_new_string("GET")) &&
+         !json_object_set(st, "path", json_new_string("/")) &&
+         !json_object_set(st, "scopes", json_new_array()) &&
+         !json_object_set(st, "public", json_new_bool(true)) &&
+         !json_object_set(st, "static", json_new_bool(true));
+    if (!ok || json_array_push(arr, st)) {
+        if (!ok)
+            json_free(st);
+        json_free(arr);
+        return NULL;
+    }
+    return arr;
+}
 
 /* Matches path against pattern segment by segment; spans of the captured (still encoded)
  * segments go to cap. */
@@ -70,7 +140,7 @@ static bool match(const char *pattern, const char *path, const char *cap[4], siz
         q++;
         const char *pe = strchr(p, '/'), *qe = strchr(q, '/');
         size_t pl = pe ? (size_t)(pe - p) : strlen(p), ql = qe ? (size_t)(qe - q) : strlen(q);
-        if (pl == 1 && *p == '*') {
+        if (pl >= 2 && *p == '{' && p[pl - 1] == '}') {
             if (!ql || *n_cap == 4)
                 return false;
             cap[*n_cap] = q;
@@ -160,9 +230,23 @@ static bool split_hostport(const char *s, size_t n, hostport_t *out)
 
 /* ComfyUI's origin-only guard against cross-site requests to a local server: when the Host
  * is a loopback name, the Origin's host (and port, when both carry one) must match it. */
-static bool origin_allowed(const http_req_t *req)
+static bool origin_allowed(const http_req_t *req, bool trust_proxy)
 {
     const char *host = http_req_header(req, "host"), *origin = http_req_header(req, "origin");
+    /* Behind a trusted proxy on the same machine, Host is the proxy's loopback hop; the host
+     * the browser asked for is the forwarded one. */
+    char fwd[256];
+    const char *xfh = trust_proxy ? http_req_header(req, "x-forwarded-host") : NULL;
+    if (xfh) {
+        size_t n = strcspn(xfh, ",");
+        while (n && (xfh[n - 1] == ' ' || xfh[n - 1] == '\t'))
+            n--;
+        if (n && n < sizeof fwd) {
+            memcpy(fwd, xfh, n);
+            fwd[n] = '\0';
+            host = fwd;
+        }
+    }
     if (!host || !origin || !*host)
         return true;
     hostport_t h;
@@ -184,6 +268,48 @@ static bool origin_allowed(const http_req_t *req)
     return !h.port[0] || !o.port[0] || !strcmp(h.port, o.port);
 }
 
+/* The host (and port) an Origin header names; false when it names none ("null", opaque or
+ * malformed origins). */
+static bool origin_host(const char *origin, hostport_t *o)
+{
+    const char *auth = strstr(origin, "://");
+    if (!auth)
+        return false;
+    auth += 3;
+    size_t al = strcspn(auth, "/?#");
+    return al && split_hostport(auth, al, o);
+}
+
+bool srv__origin_same_host(const http_req_t *req, bool trust_proxy)
+{
+    const char *origin = http_req_header(req, "origin");
+    if (!origin)
+        return true; /* not a browser, or a same-origin GET: nothing cross-site about it */
+    /* Browsers say where a request comes from; a cookie request from another site is
+     * refused even when its Origin was stripped by a privacy proxy. */
+    const char *site = http_req_header(req, "sec-fetch-site");
+    if (site && strcasecmp(site, "same-origin") && strcasecmp(site, "none") && strcasecmp(site, "same-site"))
+        return false;
+    const char *host = NULL;
+    if (trust_proxy)
+        host = http_req_header(req, "x-forwarded-host");
+    if (host) {
+        /* A chain of proxies lists hosts; the first is what the browser asked for. */
+        size_t n = strcspn(host, ",");
+        while (n && (host[n - 1] == ' ' || host[n - 1] == '\t'))
+            n--;
+        hostport_t h, o;
+        if (!split_hostport(host, n, &h) || !origin_host(origin, &o))
+            return false;
+        return !strcmp(h.host, o.host) && (!h.port[0] || !o.port[0] || !strcmp(h.port, o.port));
+    }
+    host = http_req_header(req, "host");
+    hostport_t h, o;
+    if (!host || !*host || !split_hostport(host, strlen(host), &h) || !origin_host(origin, &o))
+        return false;
+    return !strcmp(h.host, o.host) && (!h.port[0] || !o.port[0] || !strcmp(h.port, o.port));
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 static bool method_is(const http_req_t *req, const char *m)
@@ -193,10 +319,12 @@ static bool method_is(const http_req_t *req, const char *m)
 
 void srv_route(srv_t *s, http_req_t *req, http_res_t *res)
 {
-    if (!origin_allowed(req)) {
+    memset(&req->principal, 0, sizeof req->principal);
+    if (!origin_allowed(req, s->cfg.trust_proxy)) {
         http_res_error(res, 403, "forbidden", "Origin does not match Host");
         return;
     }
+    /* CORS preflights carry no credentials and change nothing. */
     if (method_is(req, "OPTIONS")) {
         http_res_empty(res, 200);
         return;
@@ -210,7 +338,7 @@ void srv_route(srv_t *s, http_req_t *req, http_res_t *res)
     const route_t *hit = NULL;
     bool path_known = false;
     char allow[64] = "";
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    for (size_t i = 0; i < N_ROUTES; i++) {
         const char *c2[4];
         size_t l2[4], n2;
         if (!match(routes[i].pattern, rel, c2, l2, &n2))
@@ -234,10 +362,19 @@ void srv_route(srv_t *s, http_req_t *req, http_res_t *res)
             http_res_header(res, "Allow", "%s", allow);
             http_res_error(res, 405, "method_not_allowed", "Method not allowed for this path");
         } else if (!api && (method_is(req, "GET") || method_is(req, "HEAD"))) {
+            /* The editor's files, the login page among them, need no principal. */
+            if (s->cfg.no_auth)
+                srv__principal_noauth(&req->principal);
             srv_h_static(s, req, res);
         } else {
             http_res_error(res, 404, "not_found", "No such route");
         }
+        return;
+    }
+    if (hit->is_public) {
+        if (s->cfg.no_auth)
+            srv__principal_noauth(&req->principal);
+    } else if (!srv_auth_gate(s, req, res, hit->scopes)) {
         return;
     }
     for (size_t i = 0; i < req->n_params; i++) {

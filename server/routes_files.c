@@ -20,9 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "app_internal.h"
 #include "image/png.h"
 #include "multipart.h"
+#include "ownership.h"
 
 #define FILES_MAX_NAME 255
 #define FILES_MAX_SUBFOLDER 1024
@@ -328,9 +329,31 @@ static void respond_upload(http_res_t *res, const char *name, const char *sub, c
     http_res_json(res, 200, o);
 }
 
-/* Stores data as root/sub/filename with ComfyUI's collision rule and answers the request. */
-static void store_upload(http_res_t *res, const char *root, const char *type, const char *sub,
-                         const char *filename, const void *data, size_t n, bool overwrite)
+/* The uploader owns what it stored; recorded before the answer so the name it is told can be
+ * viewed at once. */
+static void upload_done(srv_t *s, const http_req_t *req, http_res_t *res, const char *type, const char *sub,
+                        const char *name, const char *rel)
+{
+    const char *user = own_user(&req->principal);
+    if (s->store && user) {
+        store_file_ref_t ref = {type, rel};
+        int rc = store_files_record(s->store, &ref, 1, user, NULL, srv__now_ms());
+        if (rc)
+            BASE_LOG(ERROR, "upload %s/%s: cannot record its owner: %s", type, rel, base_strerror(rc));
+    }
+    json_t *detail = json_new_object();
+    if (detail && json_object_set(detail, "type", json_new_string(type)))
+        json_free(detail), detail = NULL;
+    own_audit(s, req, "upload", rel, detail);
+    respond_upload(res, name, sub, type);
+}
+
+/* Stores data as root/sub/filename with ComfyUI's collision rule and answers the request. A
+ * file the uploader may not write over (another user's, or nobody's for a user without
+ * outputs:read:any) counts as a collision whatever overwrite says, and is never compared
+ * with the upload: its content stays unknown to the uploader. */
+static void store_upload(srv_t *s, const http_req_t *req, http_res_t *res, const char *root, const char *type,
+                         const char *sub, const char *filename, const void *data, size_t n, bool overwrite)
 {
     char *cand = NULL, *rel = NULL, *path = NULL, *stem = NULL;
     int rc = base_path_mkdirs(root, sub);
@@ -389,10 +412,12 @@ static void store_upload(http_res_t *res, const char *root, const char *type, co
             http_res_error(res, 403, "forbidden", "refusing to write through a symlink");
             goto out;
         }
+        if (exists && !own_file_writable(s, &req->principal, type, rel))
+            continue;
         if (exists && !overwrite) {
             bool eq = false;
             if (S_ISREG(st.st_mode) && file_equals(path, data, n, &eq) == 0 && eq) {
-                respond_upload(res, cand, sub, type); /* same bytes already there */
+                upload_done(s, req, res, type, sub, cand, rel); /* same bytes already there */
                 goto out;
             }
             continue;
@@ -408,7 +433,7 @@ static void store_upload(http_res_t *res, const char *root, const char *type, co
             http_res_error(res, 500, "server_error", "cannot write the uploaded file");
             goto out;
         }
-        respond_upload(res, cand, sub, type);
+        upload_done(s, req, res, type, sub, cand, rel);
         goto out;
     }
     http_res_error(res, 409, "conflict", "too many files with that name");
@@ -517,7 +542,7 @@ void srv_h_upload_image(srv_t *s, http_req_t *req, http_res_t *res)
     upload_t u;
     memset(&u, 0, sizeof u);
     if (upload_parse(s, req, res, &u))
-        store_upload(res, u.root, u.type, u.sub, u.image->filename, u.image->data, u.image->len,
+        store_upload(s, req, res, u.root, u.type, u.sub, u.image->filename, u.image->data, u.image->len,
                      u.overwrite);
     upload_free(&u);
 }
@@ -526,7 +551,7 @@ void srv_h_upload_image(srv_t *s, http_req_t *req, http_res_t *res)
 
 /* Resolves original_ref to an existing file; on failure the error answer is set and NULL
  * returned. The path is malloc'ed. */
-static char *mask_original(srv_t *s, const char *ref_text, http_res_t *res)
+static char *mask_original(srv_t *s, const http_req_t *req, const char *ref_text, http_res_t *res)
 {
     char err[128];
     json_t *ref = NULL;
@@ -574,6 +599,10 @@ static char *mask_original(srv_t *s, const char *ref_text, http_res_t *res)
     }
     if (!(rel = join_rel(sub, name)))
         goto oom;
+    if (!own_file_readable(s, &req->principal, type, rel)) {
+        http_res_error(res, 404, "not_found", "the original image does not exist");
+        goto out;
+    }
     rc = base_path_resolve(root, rel, true, &path);
     if (rc == BASE_E_NOENT)
         http_res_error(res, 404, "not_found", "the original image does not exist");
@@ -634,7 +663,7 @@ void srv_h_upload_mask(srv_t *s, http_req_t *req, http_res_t *res)
     char err[200], msg[300];
     if (!upload_parse(s, req, res, &u))
         goto out;
-    if (!(path = mask_original(s, u.original_ref, res)))
+    if (!(path = mask_original(s, req, u.original_ref, res)))
         goto out;
     int rc = read_regular(path, FILES_VIEW_MAX_BYTES, &data, &len);
     if (rc) {
@@ -656,7 +685,7 @@ void srv_h_upload_mask(srv_t *s, http_req_t *req, http_res_t *res)
         http_res_error(res, 500, "server_error", rc == BASE_E_NOMEM ? base_strerror(rc) : err);
         goto out;
     }
-    store_upload(res, u.root, u.type, u.sub, u.image->filename, png.data, png.len, u.overwrite);
+    store_upload(s, req, res, u.root, u.type, u.sub, u.image->filename, png.data, png.len, u.overwrite);
 out:
     node_png_image_free(&orig);
     node_png_image_free(&mask);
@@ -770,49 +799,14 @@ static int view_channel(const char *data, size_t len, bool alpha_only, base_buf_
     return rc;
 }
 
-static void view_impl(srv_t *s, http_req_t *req, http_res_t *res)
+/* Answers with root/rel (base: its last component), re-encoded to one channel when channel
+ * is "rgb" or "a". */
+static void serve_file(http_res_t *res, const char *root, const char *rel, const char *base, const char *channel)
 {
-    char *filename = http_query_get(req, "filename");
-    char *qtype = NULL, *qsub = NULL, *channel = NULL, *sub = NULL, *rel = NULL, *path = NULL;
-    char *data = NULL;
+    char *path = NULL, *data = NULL;
     size_t len = 0;
     base_buf_t png = BASE_BUF_INIT;
-    if (!filename) {
-        http_res_error(res, 404, "not_found", "missing filename");
-        goto out;
-    }
-    const char *type = strip_annotation(filename);
-    if (!*filename || filename[0] == '/' || strstr(filename, "..") || strchr(filename, '\\') ||
-        has_ctl(filename)) {
-        http_res_error(res, 400, "invalid_filename", "filename must be a plain name inside its folder");
-        goto out;
-    }
-    const char *base = strrchr(filename, '/'); /* ComfyUI uses only the basename */
-    base = base ? base + 1 : filename;
-    if (!*base) {
-        http_res_error(res, 400, "invalid_filename", "filename names a folder");
-        goto out;
-    }
-    if (!type) {
-        qtype = http_query_get(req, "type");
-        type = qtype ? qtype : "output";
-    }
-    const char *root = type_dir(s, type);
-    if (!root) {
-        http_res_error(res, 400, "invalid_type", "type must be \"output\", \"input\" or \"temp\"");
-        goto out;
-    }
-    qsub = http_query_get(req, "subfolder");
-    int rc = norm_subfolder(qsub, &sub);
-    if (rc == BASE_E_NOMEM)
-        goto oom;
-    if (rc) {
-        http_res_error(res, 403, "forbidden", "subfolder escapes its folder");
-        goto out;
-    }
-    if (!(rel = join_rel(sub, base)))
-        goto oom;
-    rc = base_path_resolve(root, rel, true, &path);
+    int rc = base_path_resolve(root, rel, true, &path);
     if (!rc)
         rc = read_regular(path, FILES_VIEW_MAX_BYTES, &data, &len);
     if (rc == BASE_E_NOENT) {
@@ -833,7 +827,6 @@ static void view_impl(srv_t *s, http_req_t *req, http_res_t *res)
         http_res_error(res, 500, "server_error", "cannot read the file");
         goto out;
     }
-    channel = http_query_get(req, "channel");
     bool rgb = channel && strcmp(channel, "rgb") == 0, alpha = channel && strcmp(channel, "a") == 0;
     if (rgb || alpha) {
         const ctype_t *ct = ctype_of(base);
@@ -871,6 +864,66 @@ out:
     base_buf_free(&png);
     free(data);
     free(path);
+}
+
+/* Nothing under /view or a share link may be sniffed into HTML or run script with the
+ * server's origin; set on every answer, errors included. */
+static void safe_headers(http_res_t *res)
+{
+    http_res_header(res, "X-Content-Type-Options", "nosniff");
+    http_res_header(res, "Content-Security-Policy", "sandbox");
+}
+
+static void view_impl(srv_t *s, http_req_t *req, http_res_t *res)
+{
+    char *filename = http_query_get(req, "filename");
+    char *qtype = NULL, *qsub = NULL, *channel = NULL, *sub = NULL, *rel = NULL;
+    if (!filename) {
+        http_res_error(res, 404, "not_found", "missing filename");
+        goto out;
+    }
+    const char *type = strip_annotation(filename);
+    if (!*filename || filename[0] == '/' || strstr(filename, "..") || strchr(filename, '\\') ||
+        has_ctl(filename)) {
+        http_res_error(res, 400, "invalid_filename", "filename must be a plain name inside its folder");
+        goto out;
+    }
+    const char *base = strrchr(filename, '/'); /* ComfyUI uses only the basename */
+    base = base ? base + 1 : filename;
+    if (!*base) {
+        http_res_error(res, 400, "invalid_filename", "filename names a folder");
+        goto out;
+    }
+    if (!type) {
+        qtype = http_query_get(req, "type");
+        type = qtype ? qtype : "output";
+    }
+    const char *root = type_dir(s, type);
+    if (!root) {
+        http_res_error(res, 400, "invalid_type", "type must be \"output\", \"input\" or \"temp\"");
+        goto out;
+    }
+    qsub = http_query_get(req, "subfolder");
+    int rc = norm_subfolder(qsub, &sub);
+    if (rc == BASE_E_NOMEM)
+        goto oom;
+    if (rc) {
+        http_res_error(res, 403, "forbidden", "subfolder escapes its folder");
+        goto out;
+    }
+    if (!(rel = join_rel(sub, base)))
+        goto oom;
+    /* Someone else's file and a missing one answer alike, so existence does not leak. */
+    if (!own_file_readable(s, &req->principal, type, rel)) {
+        http_res_error(res, 404, "not_found", "file not found");
+        goto out;
+    }
+    channel = http_query_get(req, "channel");
+    serve_file(res, root, rel, base, channel);
+    goto out;
+oom:
+    http_res_error(res, 500, "server_error", base_strerror(BASE_E_NOMEM));
+out:
     free(rel);
     free(sub);
     free(channel);
@@ -879,11 +932,42 @@ out:
     free(filename);
 }
 
+bool srv__files_exists(srv_t *s, const char *folder, const char *path)
+{
+    const char *root = folder ? type_dir(s, folder) : NULL;
+    char *abs = NULL;
+    struct stat st;
+    bool ok = root && path && base_path_resolve(root, path, true, &abs) == 0 && stat(abs, &st) == 0 &&
+              S_ISREG(st.st_mode);
+    free(abs);
+    return ok;
+}
+
+void srv__files_serve(srv_t *s, http_res_t *res, const char *folder, const char *path)
+{
+    const char *root = folder ? type_dir(s, folder) : NULL;
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    const char *base = slash ? slash + 1 : path;
+    char *sub = NULL, *norm = NULL, *rel = NULL;
+    if (!root || !base || bad_filename(base)) {
+        http_res_error(res, 404, "not_found", "file not found");
+    } else if (!(sub = strndup(path, slash ? (size_t)(slash - path) : 0))) {
+        http_res_error(res, 500, "server_error", base_strerror(BASE_E_NOMEM));
+    } else if (norm_subfolder(sub, &norm) || !(rel = join_rel(norm, base))) {
+        http_res_error(res, 404, "not_found", "file not found");
+    } else {
+        serve_file(res, root, rel, base, NULL);
+        if (res->status == 403)
+            http_res_error(res, 404, "not_found", "file not found");
+    }
+    free(sub);
+    free(norm);
+    free(rel);
+    safe_headers(res);
+}
+
 void srv_h_view(srv_t *s, http_req_t *req, http_res_t *res)
 {
     view_impl(s, req, res);
-    /* On every answer, errors included: nothing under /view may be sniffed into HTML or run
-     * script with the server's origin. */
-    http_res_header(res, "X-Content-Type-Options", "nosniff");
-    http_res_header(res, "Content-Security-Policy", "sandbox");
+    safe_headers(res);
 }

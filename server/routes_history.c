@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app_internal.h"
+#include "ownership.h"
 
 /* Takes v into o under key; false (v freed) on failure. */
 static bool put(json_t *o, const char *key, json_t *v)
@@ -95,7 +96,11 @@ void srv_h_history_get(srv_t *s, http_req_t *req, http_res_t *res)
         return;
     store_prompt_t *rows = NULL;
     size_t n = 0;
-    int rc = store_history_page(s->store, max_items, offset, &rows, &n);
+    /* Without history:read:any the page is one of the requester's own history: a principal
+     * without a name (owner "") owns nothing. */
+    const auth_principal_t *who = &req->principal;
+    const char *owner = auth_has(who, AUTH_SCOPE(HISTORY_READ_ANY)) ? NULL : own_user(who) ? own_user(who) : "";
+    int rc = store_history_page_owned(s->store, owner, max_items, offset, &rows, &n);
     if (rc) {
         http_res_error(res, 500, "store_error", "Cannot read the history");
         return;
@@ -132,8 +137,10 @@ void srv_h_history_one(srv_t *s, http_req_t *req, http_res_t *res)
         http_res_error(res, 500, "store_error", "Cannot read the history");
         return;
     }
-    /* Unknown and not-yet-finished prompts both answer {}, as in ComfyUI. */
-    if (!rc && finished(&p) && !put(o, id, srv_history_entry_json(&p))) {
+    /* Unknown and not-yet-finished prompts both answer {}, as in ComfyUI; so do other users'
+     * prompts, which must not be told apart from unknown ones. */
+    bool visible = !rc && own_may(&req->principal, p.owner, AUTH_SCOPE(HISTORY_READ_ANY));
+    if (visible && finished(&p) && !put(o, id, srv_history_entry_json(&p))) {
         json_free(o);
         o = NULL;
     }
@@ -153,8 +160,18 @@ void srv_h_history_post(srv_t *s, http_req_t *req, http_res_t *res)
         return;
     int rc = 0;
     size_t n = 0;
-    if (srv__truthy(json_object_get(body, "clear")))
-        rc = store_history_delete(s->store, NULL, 0, &n);
+    /* Own entries only; admins any. */
+    const auth_principal_t *who = &req->principal;
+    const char *owner = auth_has(who, AUTH_SCOPE(SYSTEM_ADMIN)) ? NULL : own_user(who) ? own_user(who) : "";
+    bool clear = srv__truthy(json_object_get(body, "clear"));
+    if (clear) {
+        rc = store_history_delete_owned(s->store, owner, NULL, 0, &n);
+        json_t *detail = rc ? NULL : json_new_object();
+        if (detail && json_object_set(detail, "deleted", json_new_int((int64_t)n)))
+            json_free(detail), detail = NULL;
+        if (!rc)
+            own_audit(s, req, "history.clear", owner ? owner : "*", detail);
+    }
     const json_t *del = json_object_get(body, "delete");
     if (!rc && del && del->type == JSON_ARRAY && json_len(del)) {
         const char **ids = malloc(json_len(del) * sizeof *ids);
@@ -162,7 +179,9 @@ void srv_h_history_post(srv_t *s, http_req_t *req, http_res_t *res)
         for (size_t i = 0; ids && i < json_len(del); i++)
             if (json_str(json_at(del, i)))
                 ids[k++] = json_str(json_at(del, i));
-        rc = !ids ? BASE_E_NOMEM : k ? store_history_delete(s->store, ids, k, &n) : 0;
+        rc = !ids ? BASE_E_NOMEM : k ? store_history_delete_owned(s->store, owner, ids, k, &n) : 0;
+        for (size_t i = 0; !rc && i < k; i++)
+            own_audit(s, req, "history.delete", ids[i], NULL);
         free(ids);
     }
     json_free(body);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app_internal.h"
+#include "ownership.h"
 #include "srv_uuid.h"
 
 bool srv__body_json(const http_req_t *req, http_res_t *res, bool want_object, json_t **out)
@@ -121,6 +122,25 @@ static void validation_failed(http_res_t *res, graph_validation_t *v)
     http_res_json(res, 400, body);
 }
 
+/* Credentials never reach the store (and so never /queue or /history): comfy.org's, the
+ * usual header-like names, and any top-level value shaped like a weft API key. */
+static void strip_credentials(json_t *x)
+{
+    static const char *const names[] = {"auth_token_comfy_org", "api_key_comfy_org", "authorization",
+                                        "api_key", "weft_key", "password"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        json_object_del(x, names[i]);
+    for (size_t i = json_len(x); i-- > 0;) {
+        const char *v = json_str(json_at(x, i));
+        if (v && !strncmp(v, "weft_", 5) && strchr(v + 5, '_')) {
+            char *key = strdup(json_key_at(x, i));
+            if (key)
+                json_object_del(x, key);
+            free(key);
+        }
+    }
+}
+
 /* The item's copy of the request's extra_data: client_id from the top level wins, and the
  * comfy.org credentials are never stored (they would show in /queue and /history). */
 static int extra_data_of(const json_t *body, json_t **out, char **client_id, http_res_t *res)
@@ -141,8 +161,7 @@ static int extra_data_of(const json_t *body, json_t **out, char **client_id, htt
         http_res_error(res, 500, "out_of_memory", "Out of memory");
         return -1;
     }
-    json_object_del(x, "auth_token_comfy_org");
-    json_object_del(x, "api_key_comfy_org");
+    strip_credentials(x);
     const char *c = json_str(json_object_get(x, "client_id"));
     *client_id = c ? strdup(c) : NULL;
     if (c && !*client_id) {
@@ -197,6 +216,8 @@ void srv_h_prompt_post(srv_t *s, http_req_t *req, http_res_t *res)
         goto out;
     }
 
+    if (own_refuse_forbidden_nodes(s, &req->principal, prompt, res))
+        goto out;
     int rc = graph_check_request(body, s->reg, &s->env.env, &g, &v);
     if (rc == BASE_E_NOMEM) {
         http_res_error(res, 500, "out_of_memory", "Out of memory");
@@ -239,11 +260,16 @@ void srv_h_prompt_post(srv_t *s, http_req_t *req, http_res_t *res)
     it->graph = g;
     g = NULL;
     it->created_ms = srv__now_ms();
+    const char *owner = own_user(&req->principal);
+    snprintf(it->owner, sizeof it->owner, "%s", owner ? owner : "");
+    /* Limits last: a prompt refused for any other reason costs no quota. */
+    if (own_refuse_limits(s, req, res))
+        goto out;
 
     /* Durable first: a 200 means the prompt survives a crash. */
     store_prompt_t row = {.prompt_id = it->prompt_id, .number = number, .prompt = it->prompt,
                           .extra_data = it->extra_data, .outputs_to_execute = outs,
-                          .client_id = it->client_id, .created_ms = it->created_ms};
+                          .client_id = it->client_id, .owner = (char *)owner, .created_ms = it->created_ms};
     rc = store_enqueue(s->store, &row);
     if (rc == BASE_E_EXIST) {
         http_res_error(res, 400, "invalid_prompt_id", "A prompt with this prompt_id is already queued or running");
@@ -281,6 +307,10 @@ void srv_h_prompt_post(srv_t *s, http_req_t *req, http_res_t *res)
         http_res_error(res, 500, "out_of_memory", "Out of memory");
         goto out;
     }
+    json_t *detail = json_new_object();
+    if (detail && json_object_set(detail, "nodes", json_new_int((int64_t)json_len(prompt))))
+        json_free(detail), detail = NULL;
+    own_audit(s, req, "prompt.submit", id, detail);
     free(id);
     srv_broadcast_status(s);
     http_res_json(res, 200, ans);
@@ -311,12 +341,15 @@ void srv_h_prompt_get(srv_t *s, http_req_t *req, http_res_t *res)
 
 typedef struct {
     json_t *running, *pending;
+    const auth_principal_t *who;
     bool oom;
 } queue_dump_t;
 
 static void dump_item(void *ud, const srv_item_t *it, bool running)
 {
     queue_dump_t *d = ud;
+    if (!own_may(d->who, it->owner, AUTH_SCOPE(QUEUE_READ_ANY)))
+        return;
     json_t *t = srv__queue_tuple(it->number, it->prompt_id, it->prompt, it->extra_data, it->outputs, it->n_outputs);
     if (!t || json_array_push(running ? d->running : d->pending, t))
         d->oom = true;
@@ -324,7 +357,7 @@ static void dump_item(void *ud, const srv_item_t *it, bool running)
 
 void srv_h_queue_get(srv_t *s, http_req_t *req, http_res_t *res)
 {
-    queue_dump_t d = {json_new_array(), json_new_array(), false};
+    queue_dump_t d = {json_new_array(), json_new_array(), &req->principal, false};
     json_t *o = json_new_object();
     if (d.running && d.pending && o)
         srv_queue_each(&s->queue, dump_item, &d);
@@ -343,12 +376,69 @@ void srv_h_queue_get(srv_t *s, http_req_t *req, http_res_t *res)
     http_res_json(res, 200, o);
 }
 
-/* Removes pending prompts from memory and then exactly those rows from the store, so a
- * prompt the worker took meanwhile is never deleted under it. */
-static void drop_pending(srv_t *s, const char *const *ids, size_t n_ids)
+typedef struct {
+    const auth_principal_t *who;
+    const char *const *ids; /* NULL = every pending item */
+    size_t n_ids;
+    const char **out;       /* borrowed from the items (valid until they are freed) */
+    size_t n, cap;
+    bool oom;
+} own_pick_t;
+
+static void pick_own(void *ud, const srv_item_t *it, bool running)
 {
+    own_pick_t *p = ud;
+    if (running || !own_is(p->who, it->owner))
+        return;
+    bool listed = !p->ids;
+    for (size_t i = 0; !listed && i < p->n_ids; i++)
+        listed = p->ids[i] && !strcmp(p->ids[i], it->prompt_id);
+    if (!listed)
+        return;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        const char **v = realloc(p->out, cap * sizeof *v);
+        if (!v) {
+            p->oom = true;
+            return;
+        }
+        p->out = v;
+        p->cap = cap;
+    }
+    /* Copied out: the id must outlive the lock, and the item may be taken meanwhile. */
+    char *copy = strdup(it->prompt_id);
+    if (!copy) {
+        p->oom = true;
+        return;
+    }
+    p->out[p->n++] = copy;
+}
+
+static void pick_free(own_pick_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free((char *)p->out[i]);
+    free(p->out);
+}
+
+/* Removes pending prompts from memory and then exactly those rows from the store, so a
+ * prompt the worker took meanwhile is never deleted under it. Without queue:cancel:any only
+ * the requester's own prompts are taken (ids NULL = all of them). */
+static void drop_pending(srv_t *s, const http_req_t *req, const char *const *ids, size_t n_ids)
+{
+    own_pick_t pick = {.who = &req->principal, .ids = ids, .n_ids = n_ids};
+    if (!auth_has(&req->principal, AUTH_SCOPE(QUEUE_CANCEL_ANY))) {
+        srv_queue_each(&s->queue, pick_own, &pick);
+        if (pick.oom || !pick.n) {
+            pick_free(&pick);
+            return;
+        }
+        ids = pick.out;
+        n_ids = pick.n;
+    }
     srv_item_t **got;
     size_t n = srv__queue_take(&s->queue, ids, n_ids, &got);
+    pick_free(&pick);
     if (!n)
         return;
     const char **taken = malloc(n * sizeof *taken);
@@ -361,8 +451,13 @@ static void drop_pending(srv_t *s, const char *const *ids, size_t n_ids)
             BASE_LOG(ERROR, "cannot delete %zu pending prompt(s) from the store: %s", n, base_strerror(rc));
     }
     free(taken);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        json_t *detail = json_new_object();
+        if (detail && json_object_set(detail, "owner", json_new_string(got[i]->owner)))
+            json_free(detail), detail = NULL;
+        own_audit(s, req, "prompt.cancel", got[i]->prompt_id, detail);
         srv_item_free(got[i]);
+    }
     free(got);
 }
 
@@ -372,7 +467,7 @@ void srv_h_queue_post(srv_t *s, http_req_t *req, http_res_t *res)
     if (!srv__body_json(req, res, true, &body))
         return;
     if (srv__truthy(json_object_get(body, "clear")))
-        drop_pending(s, NULL, 0);
+        drop_pending(s, req, NULL, 0);
     const json_t *del = json_object_get(body, "delete");
     if (del && del->type == JSON_ARRAY && json_len(del)) {
         const char **ids = malloc(json_len(del) * sizeof *ids);
@@ -386,7 +481,7 @@ void srv_h_queue_post(srv_t *s, http_req_t *req, http_res_t *res)
             return;
         }
         if (n)
-            drop_pending(s, ids, n);
+            drop_pending(s, req, ids, n);
         free(ids);
     }
     json_free(body);
@@ -396,6 +491,28 @@ void srv_h_queue_post(srv_t *s, http_req_t *req, http_res_t *res)
 
 /* ------------------------------------------------------------------ /interrupt, /free */
 
+typedef struct {
+    const char *want; /* NULL = whatever runs */
+    char id[160];     /* the running prompt's id when it matched */
+    char owner[64];
+    bool found;
+} running_t;
+
+static void find_running(void *ud, const srv_item_t *it, bool running)
+{
+    running_t *r = ud;
+    if (!running || (r->want && strcmp(r->want, it->prompt_id)))
+        return;
+    r->found = true;
+    snprintf(r->id, sizeof r->id, "%s", it->prompt_id);
+    snprintf(r->owner, sizeof r->owner, "%s", it->owner);
+}
+
+static bool may_cancel(const auth_principal_t *p, const char *owner)
+{
+    return own_may(p, owner, AUTH_SCOPE(QUEUE_CANCEL_ANY)) || auth_has(p, AUTH_SCOPE(SYSTEM_ADMIN));
+}
+
 void srv_h_interrupt(srv_t *s, http_req_t *req, http_res_t *res)
 {
     /* The body is optional and anything that is not JSON counts as none (ComfyUI). */
@@ -403,9 +520,38 @@ void srv_h_interrupt(srv_t *s, http_req_t *req, http_res_t *res)
     if (req->body.len)
         json_parse(req->body.data, req->body.len, &body, NULL, 0);
     const char *id = json_str(json_object_get(body, "prompt_id"));
-    if (s->eng)
-        eng_interrupt(s->eng, id);
+    running_t r = {.want = id};
+    srv_queue_each(&s->queue, find_running, &r);
+    if (!r.found && id) {
+        /* Not running: nothing to stop, but someone else's prompt is still not ours to name. */
+        store_prompt_t p;
+        memset(&p, 0, sizeof p);
+        bool known = s->store && store_get(s->store, id, &p) == 0;
+        bool theirs = known && !may_cancel(&req->principal, p.owner);
+        store_prompt_free(&p);
+        if (theirs) {
+            http_res_error(res, 403, "forbidden", "This prompt belongs to another user");
+        } else {
+            if (known) /* a no-op (it is not running), but asked for all the same */
+                own_audit(s, req, "prompt.interrupt", id, NULL);
+            http_res_empty(res, 200);
+        }
+        json_free(body);
+        return;
+    }
     json_free(body);
+    if (!r.found) {
+        http_res_empty(res, 200); /* nothing runs */
+        return;
+    }
+    if (!may_cancel(&req->principal, r.owner)) {
+        http_res_error(res, 403, "forbidden", "The running prompt belongs to another user");
+        return;
+    }
+    /* By id even for a global interrupt: a prompt that started meanwhile is not stopped. */
+    if (s->eng)
+        eng_interrupt(s->eng, r.id);
+    own_audit(s, req, "prompt.interrupt", r.id, NULL);
     http_res_empty(res, 200);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/sysinfo.h>
 
 #include "app.h"
+#include "ownership.h"
 
 /* The ComfyUI release whose API weft answers like; clients gate features on it. */
 #define SRV_COMFYUI_VERSION "0.3.64"
@@ -34,7 +35,11 @@ static void reply_json_or_oom(http_res_t *res, json_t *j)
 
 void srv_h_object_info(srv_t *s, http_req_t *req, http_res_t *res)
 {
-    reply_json_or_oom(res, node_registry_object_info(s->reg, &s->env.env));
+    json_t *o = node_registry_object_info(s->reg, &s->env.env);
+    /* LoadImage's file list must not show other users' uploads. */
+    if (o)
+        own_filter_object_info(s, &req->principal, o);
+    reply_json_or_oom(res, o);
 }
 
 void srv_h_object_info_one(srv_t *s, http_req_t *req, http_res_t *res)
@@ -48,6 +53,8 @@ void srv_h_object_info_one(srv_t *s, http_req_t *req, http_res_t *res)
             o = NULL;
         }
     }
+    if (o)
+        own_filter_object_info(s, &req->principal, o);
     reply_json_or_oom(res, o);
 }
 

@@ -12,23 +12,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "app_internal.h"
+#include "ownership.h"
 
 /* User folders are trees of workflows; deeper ones are not worth walking. */
 #define UD_MAX_DEPTH 32
 #define UD_MAX_READ ((size_t)1 << 30)
 
-/* The folder holding the requesting user's files (malloc'ed; NULL on out of memory). The one
- * place that decides whose files a request sees: every request is user "default" until
- * authentication brings per-user roots. */
-static char *user_root(srv_t *s, const http_req_t *req)
+/* The folder holding the requesting user's files: <base>/user/<name> (with --no-auth the
+ * principal is "local"). The one place that decides whose files a request sees. A request
+ * without a user name has no folder: BASE_E_AUTH_FORBIDDEN. */
+static int user_root(srv_t *s, const http_req_t *req, char **out)
 {
-    (void)req;
-    size_t n = strlen(s->env.base_dir) + sizeof "/user/default";
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/user/default", s->env.base_dir);
-    return p;
+    int rc = own_user_root(s, own_user(&req->principal), out);
+    return rc == BASE_E_PATH ? BASE_E_AUTH_FORBIDDEN : rc;
 }
 
 /* ------------------------------------------------------------------ errors */
@@ -53,6 +50,9 @@ static void fail_rc(http_res_t *res, int rc, int path_status)
         break;
     case BASE_E_TOOBIG:
         http_res_error(res, 413, "too_large", base_strerror(rc));
+        break;
+    case BASE_E_AUTH_FORBIDDEN:
+        http_res_error(res, 403, "forbidden", "this principal has no user folder");
         break;
     default:
         http_res_error(res, base_err_http_status(rc), "io_error", base_strerror(rc));
@@ -163,12 +163,8 @@ static int upath_parse(srv_t *s, const http_req_t *req, const char *raw, upath_t
     int rc = decode_name(raw, &dec);
     if (!rc)
         rc = base_path_check_rel(dec);
-    if (!rc) {
-        p->rel = normalize(dec);
-        p->root = user_root(s, req);
-        if (!p->rel || !p->root)
-            rc = BASE_E_NOMEM;
-    }
+    if (!rc && !(rc = user_root(s, req, &p->root)) && !(p->rel = normalize(dec)))
+        rc = BASE_E_NOMEM;
     free(dec);
     if (rc)
         upath_free(p);
@@ -481,7 +477,8 @@ void srv_h_userdata_list(srv_t *s, http_req_t *req, http_res_t *res)
         fail_rc(res, rc, 403);
         goto out;
     }
-    qsort(w.v, w.n, sizeof *w.v, cmp_rel);
+    if (w.n) /* qsort may not be given NULL, even for no elements */
+        qsort(w.v, w.n, sizeof *w.v, cmp_rel);
     bool full_info = query_true(req, "full_info"), split = query_true(req, "split");
     arr = json_new_array();
     for (size_t i = 0; arr && i < w.n; i++) {
@@ -530,9 +527,9 @@ void srv_h_userdata_v2(srv_t *s, http_req_t *req, http_res_t *res)
     if (*once) {
         rc = upath_parse(s, req, once, &p);
     } else {
-        p.rel = strdup("");
-        p.root = user_root(s, req);
-        rc = p.rel && p.root ? 0 : BASE_E_NOMEM;
+        rc = user_root(s, req, &p.root);
+        if (!rc && !(p.rel = strdup("")))
+            rc = BASE_E_NOMEM;
     }
     if (rc) {
         fail_rc(res, rc, 400);
@@ -563,7 +560,8 @@ void srv_h_userdata_v2(srv_t *s, http_req_t *req, http_res_t *res)
         fail_rc(res, rc, 400);
         goto out;
     }
-    qsort(w.v, w.n, sizeof *w.v, cmp_v2);
+    if (w.n)
+        qsort(w.v, w.n, sizeof *w.v, cmp_v2);
     json_t *arr = json_new_array();
     for (size_t i = 0; arr && i < w.n; i++) {
         if (json_array_push(arr, v2_item(&w.v[i]))) {
@@ -726,6 +724,14 @@ void srv_h_userdata_delete(srv_t *s, http_req_t *req, http_res_t *res)
     } else if (unlink(p.abs) != 0) {
         fail_rc(res, errno == ENOENT ? BASE_E_NOENT : BASE_E_IO, 403);
     } else {
+        /* Grants on a deleted file must not reach a new file saved under its name. */
+        size_t n = 0;
+        if (s->store && store_share_clear(s->store, own_user(&req->principal), p.rel, &n))
+            BASE_LOG(ERROR, "workflow %s: cannot drop its shares", p.rel);
+        json_t *detail = json_new_object();
+        if (detail && json_object_set(detail, "shares_dropped", json_new_int((int64_t)n)))
+            json_free(detail), detail = NULL;
+        own_audit(s, req, "workflow.delete", p.rel, detail);
         http_res_empty(res, 204);
     }
     upath_free(&p);
@@ -758,8 +764,59 @@ void srv_h_userdata_move(srv_t *s, http_req_t *req, http_res_t *res)
                            : "cannot move the file");
         goto out;
     }
+    if (s->store && store_share_move(s->store, own_user(&req->principal), src.rel, dst.rel))
+        BASE_LOG(ERROR, "workflow %s: its shares did not follow the move to %s", src.rel, dst.rel);
     reply_written(res, req, &dst);
 out:
     upath_free(&src);
     upath_free(&dst);
+}
+
+/* ------------------------------------------------------------------ for sharing */
+
+int srv__userdata_norm(const char *rel, char **out)
+{
+    *out = NULL;
+    if (!rel || !*rel)
+        return BASE_E_INVAL;
+    int rc = base_path_check_rel(rel);
+    if (rc)
+        return rc;
+    char *n = normalize(rel);
+    if (!n)
+        return BASE_E_NOMEM;
+    if (!*n) {
+        free(n);
+        return BASE_E_INVAL; /* the root itself */
+    }
+    *out = n;
+    return 0;
+}
+
+const char *srv__userdata_mime(const char *rel)
+{
+    return user_mime(rel);
+}
+
+int srv__userdata_read(srv_t *s, const char *user, const char *rel, char **data, size_t *len, struct stat *st)
+{
+    if (data)
+        *data = NULL;
+    if (len)
+        *len = 0;
+    upath_t p = {0};
+    struct stat sb;
+    int rc = own_user_root(s, user, &p.root);
+    if (!rc)
+        rc = srv__userdata_norm(rel, &p.rel);
+    if (!rc)
+        rc = upath_resolve(&p, true);
+    if (!rc && (stat(p.abs, &sb) != 0 || !S_ISREG(sb.st_mode)))
+        rc = BASE_E_NOENT;
+    if (!rc && data)
+        rc = base_read_file(p.abs, UD_MAX_READ, data, len);
+    if (!rc && st)
+        *st = sb;
+    upath_free(&p);
+    return rc;
 }

@@ -7,11 +7,14 @@
 #include <string.h>
 
 #include "app_internal.h"
+#include "srv_auth.h"
 
 #define SRV_STOPPED_MSG "weft stopped while this prompt was running"
 /* Connections get at least this long to finish after a signal (and more than the header
  * timeout, so slow clients are closed by the HTTP layer itself). */
 #define SRV_SHUTDOWN_GRACE_MS 5000
+/* Seconds a verified API key stays verified without argon2 (see auth_config_t). */
+#define SRV_KEY_CACHE_TTL_S 60
 
 /* ------------------------------------------------------------------ start-up: pending rows */
 
@@ -119,6 +122,8 @@ static srv_item_t *revive(srv_t *s, store_prompt_t *p)
     it->graph = g;
     g = NULL;
     it->created_ms = p->created_ms;
+    /* The owner survives the restart, or only ":any" scopes would see the prompt again. */
+    snprintf(it->owner, sizeof it->owner, "%s", p->owner ? p->owner : "");
     if (!it->extra_data || (cid && !it->client_id)) {
         srv_item_free(it);
         it = NULL;
@@ -288,6 +293,21 @@ int srv_cmd_serve(int argc, char **argv)
         fprintf(stderr, "weft serve: cannot open the database %s: %s\n", dbp ? dbp : "", base_strerror(rc));
         goto out;
     }
+    /* Users, keys and sessions share weft.db but have their own connection and tables. A
+     * verified key stays cached at most SRV_KEY_CACHE_TTL_S; revocations and disabling drop
+     * the cache at once, also when made by another process (the CLI). */
+    auth_config_t ac;
+    auth_config_init(&ac);
+    ac.key_cache_ttl_s = SRV_KEY_CACHE_TTL_S;
+    if ((rc = auth_open(dbp, &ac, &s->auth))) {
+        fprintf(stderr, "weft serve: cannot open the users and keys in %s: %s\n", dbp, base_strerror(rc));
+        goto out;
+    }
+    /* Also under --no-auth, so the same base dir later serves with authentication. */
+    if ((rc = srv_auth_bootstrap(s->auth, s->env.base_dir, stdout)))
+        goto out;
+    if (s->cfg.no_auth && !s->cfg.quiet)
+        fprintf(stderr, "weft: --no-auth: every request acts as admin 'local' (loopback only)\n");
     size_t recovered = 0;
     if ((rc = store_recover_running(s->store, SRV_STOPPED_MSG, srv__now_ms(), &recovered))) {
         fprintf(stderr, "weft serve: cannot recover interrupted prompts: %s\n", base_strerror(rc));
@@ -351,6 +371,8 @@ close_loop:
             srv_queue_destroy(&s->queue);
         store_close(s->store);
         s->store = NULL;
+        auth_close(s->auth);
+        s->auth = NULL;
         free(dbp);
         return exit_code;
     }
@@ -374,6 +396,7 @@ out:
     if (queue_ok)
         srv_queue_destroy(&s->queue);
     store_close(s->store);
+    auth_close(s->auth);
     eng_free(s->eng);
     node_registry_free(s->reg);
     srv_env_close(&s->env);

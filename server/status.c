@@ -32,6 +32,6 @@ void srv_broadcast_status(srv_t *s)
         return;
     json_t *st = srv_status_json(s);
     if (st)
-        ws_send_json(s->ws, (ws_target_t){NULL, NULL}, "status", st);
+        ws_send_json(s->ws, (ws_target_t){.client_id = NULL}, "status", st);
     json_free(st);
 }

@@ -9,6 +9,8 @@
  * one fsync per enqueue, mark_running and finish, which on slow disks costs more than running a
  * small prompt. Losing the last moments of submissions on power loss is still far better than
  * ComfyUI, whose queue lives in memory and is lost on any crash. */
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +123,13 @@ int store_open(const char *path, store_t **out)
     int rc = BASE_E_NOMEM;
     if (!(st->path = strdup(path)))
         goto out;
+    /* The file holds password and key hashes: create it owner-only (SQLite would use 0644;
+     * its -wal and -shm files copy the main file's mode). Only when it does not exist yet:
+     * closing any descriptor of a file drops every POSIX lock this process holds on it, which
+     * would corrupt a database another connection of ours has open. */
+    int fd0 = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd0 >= 0)
+        close(fd0);
     /* NOMUTEX: each thread opens its own store_t, so SQLite's per-connection lock is waste. */
     int src = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                               NULL);

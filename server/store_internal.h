@@ -38,7 +38,36 @@
                      "ORDER BY finished_seq LIMIT ?1 OFFSET ?2")                                             \
     XX(HISTORY_DELETE_ALL, "DELETE FROM prompts WHERE finished_seq IS NOT NULL")                             \
     XX(HISTORY_DELETE_ID, "DELETE FROM prompts WHERE finished_seq IS NOT NULL AND prompt_id = ?1")           \
-    XX(GET, "SELECT " STORE_COLS " FROM prompts WHERE prompt_id = ?1")
+    XX(GET, "SELECT " STORE_COLS " FROM prompts WHERE prompt_id = ?1")                                     \
+    /* schema 2: ownership (store_own.c, store_share.c) */                                                  \
+    XX(HISTORY_COUNT_OWNED, "SELECT count(*) FROM prompts WHERE finished_seq IS NOT NULL AND owner = ?1")    \
+    XX(HISTORY_PAGE_OWNED, "SELECT " STORE_COLS " FROM prompts WHERE finished_seq IS NOT NULL "             \
+                           "AND owner = ?3 ORDER BY finished_seq LIMIT ?1 OFFSET ?2")                        \
+    XX(HISTORY_DELETE_OWNED_ALL, "DELETE FROM prompts WHERE finished_seq IS NOT NULL AND owner = ?1")       \
+    XX(HISTORY_DELETE_OWNED_ID, "DELETE FROM prompts WHERE finished_seq IS NOT NULL AND owner = ?1 "        \
+                                "AND prompt_id = ?2")                                                        \
+    XX(FILE_RECORD, "INSERT OR REPLACE INTO files (folder, path, owner, prompt_id, created_ms) "             \
+                    "VALUES (?1, ?2, ?3, ?4, ?5)")                                                           \
+    XX(FILE_OWNER, "SELECT owner FROM files WHERE folder = ?1 AND path = ?2")                                \
+    XX(SHARE_CLEAR, "DELETE FROM workflow_shares WHERE owner = ?1 AND path = ?2")                            \
+    XX(SHARE_ADD, "INSERT OR IGNORE INTO workflow_shares (owner, path, kind, grantee, created_ms) "          \
+                  "VALUES (?1, ?2, ?3, ?4, ?5)")                                                             \
+    XX(SHARE_MOVE, "UPDATE OR REPLACE workflow_shares SET path = ?3 WHERE owner = ?1 AND path = ?2")         \
+    XX(SHARE_GET, "SELECT kind, grantee FROM workflow_shares WHERE owner = ?1 AND path = ?2 "                \
+                  "ORDER BY kind, grantee")                                                                  \
+    XX(SHARE_ALLOWS, "SELECT 1 FROM workflow_shares WHERE owner = ?1 AND path = ?2 AND "                     \
+                     "((kind = 'user' AND grantee = ?3) OR (kind = 'role' AND grantee = ?4) "                \
+                     "OR kind = 'public') LIMIT 1")                                                          \
+    XX(SHARE_LIST_FOR, "SELECT DISTINCT owner, path FROM workflow_shares WHERE owner <> ?1 AND "             \
+                       "((kind = 'user' AND grantee = ?1) OR (kind = 'role' AND grantee = ?2) "              \
+                       "OR kind = 'public') ORDER BY owner, path")                                           \
+    XX(LINK_ADD, "INSERT INTO share_links (id, token_sha256, owner, kind, folder, path, expires_ms, "        \
+                 "revoked, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)")                          \
+    XX(LINK_LIST, "SELECT id, owner, kind, folder, path, expires_ms, created_ms, revoked FROM share_links " \
+                  "WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_ms, rowid")                                  \
+    XX(LINK_REVOKE, "UPDATE share_links SET revoked = 1 WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)")     \
+    XX(LINK_FIND, "SELECT id, owner, kind, folder, path, expires_ms, created_ms, revoked FROM share_links " \
+                  "WHERE token_sha256 = ?1 AND revoked = 0 AND expires_ms > ?2")
 
 typedef enum {
 #define STORE_STMT_ENUM_(name, sql) STORE__##name,
@@ -71,6 +100,15 @@ int store__bind_json(store_t *st, sqlite3_stmt *s, int idx, const json_t *j);
 
 /* Resets a cached statement for its next use. */
 void store__done(sqlite3_stmt *s);
+
+/* store_ops.c's helpers for the other store files. store__step: a statement run for its
+ * effect. store__query_i64: one integer (0 and !*found when no row), statement reset.
+ * store__bind_text: NULL binds SQL NULL; the text must outlive the step. store__read_rows:
+ * every row of a bound SELECT of STORE_COLS into a malloc'ed array, statement reset. */
+int store__step(store_t *st, sqlite3_stmt *s, const char *what);
+int store__query_i64(store_t *st, sqlite3_stmt *s, const char *what, int64_t *out, bool *found);
+int store__bind_text(store_t *st, sqlite3_stmt *s, int idx, const char *t);
+int store__read_rows(store_t *st, sqlite3_stmt *s, const char *what, store_prompt_t **items, size_t *n);
 
 /* The schema version this build writes; store_schema.c's migration array has this many steps. */
 extern const int store__schema_current;

@@ -464,3 +464,25 @@ int store_get(store_t *st, const char *prompt_id, store_prompt_t *out)
     store__done(s);
     return rc;
 }
+
+/* ------------------------------------------------------------------ for the other store files */
+
+int store__step(store_t *st, sqlite3_stmt *s, const char *what)
+{
+    return step_done(st, s, what);
+}
+
+int store__query_i64(store_t *st, sqlite3_stmt *s, const char *what, int64_t *out, bool *found)
+{
+    return query_i64(st, s, what, out, found);
+}
+
+int store__bind_text(store_t *st, sqlite3_stmt *s, int idx, const char *t)
+{
+    return bind_text(st, s, idx, t);
+}
+
+int store__read_rows(store_t *st, sqlite3_stmt *s, const char *what, store_prompt_t **items, size_t *n)
+{
+    return read_rows(st, s, what, items, n);
+}

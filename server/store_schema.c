@@ -39,6 +39,39 @@ static const char *const migrations[] = {
     "CREATE INDEX prompts_seq ON prompts (seq);"
     /* History order and MAX(finished_seq); NULLs (unfinished rows) do not collide. */
     "CREATE UNIQUE INDEX prompts_history ON prompts (finished_seq);",
+    /* 2: ownership. files: who made each file in output/, input/ and temp/ (path is the
+     * normalized "subfolder/name" inside folder). workflow_shares: read grants on a file of
+     * an owner's workflow library, to a user, a role or everyone ('public', grantee '').
+     * share_links: capability URLs for one workflow or output; only the SHA-256 of the token
+     * is kept, so a copy of the database grants nothing. */
+    "CREATE TABLE files ("
+    "  folder TEXT NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  owner TEXT,"
+    "  prompt_id TEXT,"
+    "  created_ms REAL NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (folder, path));"
+    "CREATE TABLE workflow_shares ("
+    "  owner TEXT NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('user', 'role', 'public')),"
+    "  grantee TEXT NOT NULL DEFAULT '',"
+    "  created_ms REAL NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (owner, path, kind, grantee));"
+    "CREATE INDEX workflow_shares_grantee ON workflow_shares (kind, grantee);"
+    "CREATE TABLE share_links ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  token_sha256 TEXT NOT NULL UNIQUE,"
+    "  owner TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('workflow', 'output')),"
+    "  folder TEXT,"
+    "  path TEXT NOT NULL,"
+    "  expires_ms REAL NOT NULL,"
+    "  revoked INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms REAL NOT NULL DEFAULT 0);"
+    "CREATE INDEX share_links_owner ON share_links (owner);"
+    /* One user's history page and pending count without a scan of everyone's rows. */
+    "CREATE INDEX prompts_owner ON prompts (owner, finished_seq);",
 };
 
 const int store__schema_current = (int)(sizeof migrations / sizeof migrations[0]);
@@ -76,7 +109,14 @@ static int read_version(sqlite3 *db, const char *path, int64_t *version)
                   &has) != SQLITE_OK)
         return fail(db, path, "cannot read the schema (not a SQLite database, or corrupt)");
     if (!has) {
-        if (query_int(db, "SELECT count(*) FROM sqlite_master", &tables) != SQLITE_OK)
+        /* auth/ keeps its own tables (and auth_schema_version) in the same file and may have
+         * created them first (`weft users add` before the first `weft serve`): those do not
+         * make the file foreign. */
+        if (query_int(db,
+                      "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND "
+                      "NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                      "name = 'auth_schema_version')",
+                      &tables) != SQLITE_OK)
             return fail(db, path, "cannot read the schema");
         if (tables) {
             BASE_LOG(ERROR,

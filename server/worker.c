@@ -13,6 +13,7 @@ static srv_ev_t *ev_new(srv_ev_kind_t kind, const srv_item_t *it)
     if (!ev)
         return NULL;
     ev->kind = kind;
+    memcpy(ev->owner, it->owner, sizeof ev->owner);
     ev->prompt_id = strdup(it->prompt_id);
     ev->client_id = it->client_id ? strdup(it->client_id) : NULL;
     if (!ev->prompt_id || (it->client_id && !ev->client_id)) {

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "app.h"
+#include "srv_auth.h"
 #include "srv_uuid.h"
 #include "ws_internal.h"
 
@@ -139,6 +140,23 @@ static void replay_finished(ws_sock_t *k, srv_t *s)
     store_prompt_free(&p);
 }
 
+/* Whether k's principal may follow prompt_id: its owner (from the store), or a principal
+ * whose scopes reach every user's prompts. Unknown prompts and store errors say no unless
+ * the scopes allow anyway. */
+static bool may_see_prompt(const ws_sock_t *k, srv_t *s, const char *prompt_id, auth_scopes_t any)
+{
+    /* --no-auth, the any-scopes, or a hub driven without the router (tests). */
+    if (k->principal.via == AUTH_VIA_NONE || k->principal.via == AUTH_VIA_NOAUTH || auth_has(&k->principal, any))
+        return true;
+    store_prompt_t p;
+    memset(&p, 0, sizeof p);
+    if (!s->store || store_get(s->store, prompt_id, &p) != 0)
+        return false;
+    bool ok = ws__sock_sees(k, p.owner, any);
+    store_prompt_free(&p);
+    return ok;
+}
+
 /* Queued before the 101 goes out and flushed right after it, so nothing can overtake it. */
 static void greet(ws_sock_t *k, srv_t *s)
 {
@@ -153,6 +171,9 @@ static void greet(ws_sock_t *k, srv_t *s)
     const char *pid = s->cur_prompt_id;
     bool mine = pid && ((s->cur_client_id && strcmp(s->cur_client_id, k->sid) == 0) ||
                         (k->watch && strcmp(k->watch, pid) == 0));
+    /* Another user's prompt under the same clientId (or watched by id) stays invisible. */
+    if (mine && !may_see_prompt(k, s, pid, AUTH_SCOPE(QUEUE_READ_ANY)))
+        mine = false;
     /* Without a node, "executing" would read as node null = finished; say nothing yet. */
     if (mine && s->cur_node) {
         greet_json(k, "executing", executing_json(s->cur_node, pid));
@@ -167,7 +188,8 @@ static void greet(ws_sock_t *k, srv_t *s)
             greet_json(k, "progress", d);
         }
     }
-    if (k->watch && !(pid && strcmp(k->watch, pid) == 0))
+    if (k->watch && !(pid && strcmp(k->watch, pid) == 0) &&
+        may_see_prompt(k, s, k->watch, AUTH_SCOPE(HISTORY_READ_ANY)))
         replay_finished(k, s);
 }
 
@@ -237,11 +259,26 @@ void ws_handle_upgrade(ws_hub_t *h, http_req_t *req, http_res_t *res)
         goto out;
     }
     ws_sock_t *k = ws__sock_new(h, sid ? sid : minted, watch);
+    if (k) {
+        k->principal = req->principal;
+        memset(k->principal.csrf, 0, sizeof k->principal.csrf);
+        if (req->principal.via == AUTH_VIA_KEY || req->principal.via == AUTH_VIA_SESSION) {
+            k->cred = srv__request_credential(req);
+            if (!k->cred) { /* out of memory: a socket that cannot be re-checked is not kept */
+                ws__sock_discard(k);
+                k = NULL;
+            }
+        }
+    }
+    /* A browser that sent its key as the subprotocol pair "weft.bearer, <key>" needs one of
+     * its offers selected back; never the key itself. */
+    const char *proto = http_req_header(req, "sec-websocket-protocol");
+    bool bearer_proto = proto && has_token(proto, SRV_WS_BEARER_PROTO);
     if (!k || accept_value(key, accept) != 0 ||
         base_buf_printf(&head,
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                        accept) != 0) {
+                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                        accept, bearer_proto ? "Sec-WebSocket-Protocol: " SRV_WS_BEARER_PROTO "\r\n" : "") != 0) {
         ws__sock_discard(k);
         http_res_error(res, 500, "internal_error", "out of memory");
         goto out;

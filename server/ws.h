@@ -43,11 +43,20 @@ void ws_handle_upgrade(ws_hub_t *h, http_req_t *req, http_res_t *res);
 typedef struct {
     const char *client_id; /* NULL = every socket (broadcast); "" = no client (watchers only) */
     const char *prompt_id; /* also deliver to sockets watching this prompt (may be NULL) */
+    /* Isolation: when owner is set, only sockets whose principal is that user receive the
+     * message, plus sockets whose principal holds every scope in any_scopes (when non-zero)
+     * and --no-auth sockets. NULL = no owner filter (status broadcasts). */
+    const char *owner;
+    auth_scopes_t any_scopes;
 } ws_target_t;
 
 /* Sends {"type": type, "data": data} (data borrowed) as a text frame. */
 void ws_send_json(ws_hub_t *h, ws_target_t to, const char *type, const json_t *data);
 /* Sends a binary frame: 4-byte big-endian event type then payload. */
 void ws_send_binary(ws_hub_t *h, ws_target_t to, uint32_t event, const void *payload, size_t n);
+
+/* Closes (1008 policy violation) every socket authenticated as user (when non-NULL) or with
+ * the API key key_id (when non-NULL): revocation reaches open sockets at once. */
+void ws_close_principal(ws_hub_t *h, const char *user, const char *key_id);
 
 #endif

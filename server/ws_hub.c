@@ -5,16 +5,22 @@
  * uv_check sweep, or directly by on_close once the hub is being freed. The HTTP layer
  * reports the end of a connection through on_close; until then the socket must stay alive
  * because the HTTP layer still holds it as user data. */
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
+#include "srv_auth.h"
 #include "ws_internal.h"
 
 /* Bytes the connection may hold unsent before we stop handing it frames: keeps the HTTP
  * layer's queue short, so what a slow reader costs shows in wslay's queue where we can
  * measure and cap it. */
 #define WS_HIGH_WATER ((size_t)1 << 20)
+/* How often open sockets' credentials are verified again: bounds how long a socket outlives
+ * a revocation made by another process, a logout elsewhere or an expiry. A verified key is a
+ * cache hit, a session one indexed row. */
+#define WS_RECHECK_MS 2000
 /* An output buffer larger than this is released once written (a big preview was sent). */
 #define WS_OUT_KEEP ((size_t)64 << 10)
 
@@ -45,6 +51,10 @@ static void sock_set_blocked(ws_sock_t *k, bool b)
 
 static void sock_release(ws_sock_t *k)
 {
+    if (k->cred) {
+        OPENSSL_cleanse(k->cred, strlen(k->cred));
+        free(k->cred);
+    }
     wslay_event_context_free(k->ctx);
     free(k->sid);
     free(k->watch);
@@ -411,6 +421,38 @@ static void ping_cb(uv_timer_t *t)
     }
 }
 
+/* Sends close 1008 and closes; the frame goes out first unless the peer is not reading. */
+static void sock_close_policy(ws_sock_t *k, const char *why)
+{
+    k->busy++;
+    wslay_event_queue_close(k->ctx, WSLAY_CODE_POLICY_VIOLATION, (const uint8_t *)why, strlen(why));
+    bool failed = !k->conn || sock_flush(k) < 0;
+    sock_close(k, failed || k->blocked);
+    k->busy--;
+}
+
+static void recheck_cb(uv_timer_t *t)
+{
+    ws_hub_t *h = t->data;
+    srv_t *s = h->s;
+    if (!s->auth || s->cfg.no_auth)
+        return;
+    for (ws_sock_t *k = h->head; k; k = k->next) {
+        if (k->state != WS_OPEN || !k->cred)
+            continue;
+        auth_principal_t p;
+        int rc = k->principal.via == AUTH_VIA_KEY ? auth_verify_key(s->auth, k->cred, &p)
+                                                   : auth_verify_session(s->auth, k->cred, &p);
+        if (rc == BASE_E_NOMEM || rc == BASE_E_IO)
+            continue; /* our trouble, not the client's: try again next round */
+        /* Gone, or changed under the socket: its filters were computed for other scopes. */
+        if (rc || p.scopes != k->principal.scopes || strcmp(p.user, k->principal.user)) {
+            BASE_LOG(INFO, "ws: closing socket %s of %s: credentials no longer valid", k->sid, k->principal.user);
+            sock_close_policy(k, rc ? "credentials revoked" : "credentials changed");
+        }
+    }
+}
+
 static void handle_closed_cb(uv_handle_t *hd)
 {
     ws_hub_t *h = hd->data;
@@ -445,8 +487,11 @@ int ws_hub_new(srv_t *s, const ws_limits_t *lim, ws_hub_t **out)
     uv_check_init(s->loop, &h->check);
     uv_idle_init(s->loop, &h->idle);
     uv_timer_init(s->loop, &h->ping);
-    h->handles_open = 3;
-    h->check.data = h->idle.data = h->ping.data = h;
+    uv_timer_init(s->loop, &h->recheck);
+    h->handles_open = 4;
+    h->check.data = h->idle.data = h->ping.data = h->recheck.data = h;
+    uv_unref((uv_handle_t *)&h->recheck);
+    uv_timer_start(&h->recheck, recheck_cb, WS_RECHECK_MS, WS_RECHECK_MS);
     /* The hub alone never keeps the loop running. */
     uv_unref((uv_handle_t *)&h->check);
     uv_unref((uv_handle_t *)&h->idle);
@@ -483,6 +528,7 @@ void ws_hub_free(ws_hub_t *h)
     uv_close((uv_handle_t *)&h->check, handle_closed_cb);
     uv_close((uv_handle_t *)&h->idle, handle_closed_cb);
     uv_close((uv_handle_t *)&h->ping, handle_closed_cb);
+    uv_close((uv_handle_t *)&h->recheck, handle_closed_cb);
 }
 
 size_t ws_hub_count(const ws_hub_t *h)
@@ -497,9 +543,21 @@ size_t ws_hub_count(const ws_hub_t *h)
 
 /* ------------------------------------------------------------------ routing */
 
+bool ws__sock_sees(const ws_sock_t *k, const char *owner, auth_scopes_t any_scopes)
+{
+    if (!owner || k->principal.via == AUTH_VIA_NOAUTH)
+        return true;
+    if (k->principal.via != AUTH_VIA_NONE && strcmp(k->principal.user, owner) == 0)
+        return true;
+    return any_scopes && auth_has(&k->principal, any_scopes);
+}
+
 static bool sock_matches(const ws_sock_t *k, ws_target_t to)
 {
     if (k->state != WS_OPEN)
+        return false;
+    /* Two users may pick the same clientId; the owner filter keeps their events apart. */
+    if (!ws__sock_sees(k, to.owner, to.any_scopes))
         return false;
     if (!to.client_id)
         return true;
@@ -548,4 +606,35 @@ void ws_send_binary(ws_hub_t *h, ws_target_t to, uint32_t event, const void *pay
         memcpy(buf + 4, payload, n);
     hub_send(h, to, WSLAY_BINARY_FRAME, buf, 4 + n);
     free(buf);
+}
+
+/* Closes the open sockets one of user, key_id or session_id (when set) matches. */
+static void close_matching(ws_hub_t *h, const char *user, const char *key_id, int64_t session_id)
+{
+    if (!h || h->freed)
+        return;
+    for (ws_sock_t *k = h->head; k; k = k->next) {
+        const auth_principal_t *p = &k->principal;
+        if (k->state != WS_OPEN || p->via == AUTH_VIA_NONE || p->via == AUTH_VIA_NOAUTH)
+            continue;
+        bool hit = (user && strcmp(p->user, user) == 0) ||
+                   (key_id && p->via == AUTH_VIA_KEY && strcmp(p->key_id, key_id) == 0) ||
+                   (session_id && p->via == AUTH_VIA_SESSION && p->session_id == session_id);
+        if (!hit)
+            continue;
+        BASE_LOG(INFO, "ws: closing socket %s of %s: credentials revoked", k->sid, p->user);
+        sock_close_policy(k, "credentials revoked");
+    }
+}
+
+void ws_close_principal(ws_hub_t *h, const char *user, const char *key_id)
+{
+    if (user || key_id)
+        close_matching(h, user, key_id, 0);
+}
+
+void srv__ws_close_session(ws_hub_t *h, int64_t session_id)
+{
+    if (session_id)
+        close_matching(h, NULL, NULL, session_id);
 }

@@ -19,7 +19,13 @@ typedef struct ws_sock_s {
     ws_hub_t *hub;              /* borrowed */
     srv_conn_t *conn;           /* borrowed; NULL once the HTTP layer reported the close */
     wslay_event_context_ptr ctx; /* owned */
-    char *sid;                  /* owned */
+    char *sid;                  /* owned; client ids are not secret, so events are also
+                                   filtered by the principal's user (isolation) */
+    auth_principal_t principal; /* who upgraded (csrf cleared); revocation closes by it */
+    char *cred;                 /* owned, wiped on release: the key or session token the
+                                   socket was opened with, re-verified periodically so a
+                                   revocation by another process (the CLI) or an expiry
+                                   also ends it; NULL under --no-auth */
     char *watch;                /* owned prompt id this socket also follows, or NULL */
     json_t *flags;              /* owned feature flags the client sent, or NULL */
     bool got_text;              /* only the first text message may negotiate flags */
@@ -41,12 +47,16 @@ struct ws_hub_s {
     uv_check_t check;           /* resumes blocked sockets and sweeps dead ones */
     uv_idle_t idle;             /* keeps the loop turning while something waits to be swept */
     uv_timer_t ping;            /* liveness pings */
+    uv_timer_t recheck;         /* re-verifies the sockets' credentials */
     int handles_open;
     bool freed;                 /* ws_hub_free was called; memory goes with the last close */
 };
 
 /* Allocates a socket (state OPEN, not yet linked) with its wslay context. NULL on OOM. */
 ws_sock_t *ws__sock_new(ws_hub_t *h, const char *sid, const char *watch);
+/* Whether k's principal may see a message owned by owner (NULL = anyone): its own, what
+ * any_scopes grant (when non-zero), or everything under --no-auth. */
+bool ws__sock_sees(const ws_sock_t *k, const char *owner, auth_scopes_t any_scopes);
 /* Frees an unlinked socket that never got a connection. */
 void ws__sock_discard(ws_sock_t *k);
 /* Links k into the hub and hands the connection over (http_conn_detach). 0 or an error, in

@@ -29,7 +29,13 @@
     XX(NODE_DUPLICATE, -2002, 500, "node class registered twice")                     \
     XX(TENSOR, -3000, 500, "tensor operation failed")                                 \
     XX(TENSOR_NOTSUP, -3001, 501, "tensor backend not available")                     \
-    XX(ENGINE_BUSY, -4000, 409, "engine is busy")
+    XX(ENGINE_BUSY, -4000, 409, "engine is busy")                                     \
+    XX(AUTH_REQUIRED, -6000, 401, "authentication required")                          \
+    XX(AUTH_INVALID, -6001, 401, "invalid credentials")                               \
+    XX(AUTH_FORBIDDEN, -6002, 403, "not allowed")                                     \
+    XX(AUTH_RATE, -6003, 429, "too many requests")                                    \
+    XX(AUTH_QUOTA, -6004, 429, "quota exceeded")                                      \
+    XX(AUTH_CSRF, -6005, 403, "missing or wrong CSRF token")
 
 typedef enum {
 #define BASE_ERR_ENUM_(name, code, http, msg) BASE_E_##name = (code),

@@ -52,7 +52,7 @@ export async function startServer(opts = {}) {
   }
   if (!existsSync(WEFT_BIN)) throw new Error(`WEFT_BIN not found: ${WEFT_BIN}`);
   const t0 = performance.now();
-  const proc = spawn(WEFT_BIN, ['serve', '--port', '0', '--base-dir', baseDir, ...args], {
+  const proc = spawn(WEFT_BIN, ['serve', '--port', '0', '--base-dir', baseDir, '--no-auth', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

@@ -152,7 +152,9 @@ static int fx_setup(void **state)
     memset(&fx, 0, sizeof fx);
     fx.dir = tu_fresh_dir("app");
     srv_t *s = &fx.s;
-    assert_int_equal(srv_config_parse(&s->cfg, 1, (char *[]){"serve", NULL}), 0);
+    /* The router's authentication has its own test (test_server_auth.c); here every
+     * request acts as the --no-auth admin. */
+    assert_int_equal(srv_config_parse(&s->cfg, 2, (char *[]){"serve", "--no-auth", NULL}), 0);
     assert_int_equal(srv_env_open(&s->env, fx.dir), 0);
     assert_int_equal(node_registry_new(&s->reg), 0);
     assert_int_equal(node_registry_add_builtins(s->reg), 0);

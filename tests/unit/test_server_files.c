@@ -64,6 +64,11 @@ static void req_init(req_t *r, const char *method, const char *query, const char
 {
     memset(r, 0, sizeof *r);
     r->req.method = method;
+    /* What the router gives every request under --no-auth: admin "local". */
+    snprintf(r->req.principal.user, sizeof r->req.principal.user, "local");
+    r->req.principal.role = AUTH_ROLE_ADMIN;
+    r->req.principal.scopes = auth_role_scopes(AUTH_ROLE_ADMIN);
+    r->req.principal.via = AUTH_VIA_NOAUTH;
     snprintf(r->query, sizeof r->query, "%s", query ? query : "");
     r->req.query = r->query;
     if (ctype) {

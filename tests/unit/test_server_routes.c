@@ -89,6 +89,11 @@ static void call(call_t *c, handler_fn h, const char *method, const char *path, 
 {
     memset(c, 0, sizeof *c);
     c->req.method = method;
+    /* What the router gives every request under --no-auth: admin "local" (user/local). */
+    snprintf(c->req.principal.user, sizeof c->req.principal.user, "local");
+    c->req.principal.role = AUTH_ROLE_ADMIN;
+    c->req.principal.scopes = auth_role_scopes(AUTH_ROLE_ADMIN);
+    c->req.principal.via = AUTH_VIA_NOAUTH;
     c->req.path = strdup(path);
     c->req.query = strdup(query ? query : "");
     if (body)
@@ -371,7 +376,7 @@ static void assert_v2(const char *query, const char *const *names, const char *c
 
 static char *user_dir(void)
 {
-    return pathf("%s/user/default", fx.base);
+    return pathf("%s/user/local", fx.base);
 }
 
 static void test_userdata_fresh_user(void **state)
@@ -572,7 +577,7 @@ static void test_userdata_cycle(void **state)
 
 static void test_userdata_traversal(void **state)
 {
-    char *ud = tu_fresh_dir("base/user/default");
+    char *ud = tu_fresh_dir("base/user/local");
     write_at(ud, "keep.json", "keep");
     /* A folder link and a file link out of the user root. */
     char *link_dir = pathf("%s/evil", ud), *link_file = pathf("%s/link.txt", ud);
@@ -646,7 +651,7 @@ static void test_userdata_traversal(void **state)
     free(s);
     assert_false(exists_at(fx.base, "x"));
     assert_false(exists_at(fx.base, "user/x"));
-    assert_false(exists_at(fx.base, "user/default/moved.json"));
+    assert_false(exists_at(fx.base, "user/local/moved.json"));
 
     /* A link that stays inside the root is an ordinary name. */
     char *inner = pathf("%s/inner.json", ud);

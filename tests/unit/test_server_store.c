@@ -583,7 +583,7 @@ static void test_schema_and_reopen(void **state)
 {
     char *dir, *path;
     store_t *st = open_fresh("schema", &dir, &path);
-    assert_int_equal(store_schema_version(st), 1);
+    assert_int_equal(store_schema_version(st), 2);
     assert_int_equal(store_schema_version(NULL), BASE_E_INVAL);
     assert_int_equal(enq(st, "q1", 2, NULL), 0);
     assert_int_equal(enq(st, "q2", 1, NULL), 0);
@@ -591,7 +591,7 @@ static void test_schema_and_reopen(void **state)
     run_finish(st, "f1", 10);
     store_close(st);
 
-    assert_int_equal(raw_int(path, "SELECT version FROM schema_version"), 1);
+    assert_int_equal(raw_int(path, "SELECT version FROM schema_version"), 2);
     assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_version"), 1);
     assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                                    "('prompts_pending', 'prompts_history', 'prompts_seq')"),
@@ -600,7 +600,7 @@ static void test_schema_and_reopen(void **state)
     /* Reopening (no migration to run) keeps queue, history and the seq counter. */
     st = NULL;
     assert_int_equal(store_open(path, &st), 0);
-    assert_int_equal(store_schema_version(st), 1);
+    assert_int_equal(store_schema_version(st), 2);
     expect_pending(st, "q2,q1");
     expect_page(st, -1, 0, "f1");
     int64_t seq = 0;
@@ -608,7 +608,7 @@ static void test_schema_and_reopen(void **state)
     assert_int_equal(seq, 4);
     expect_pending(st, "q2,q3,q1");
     store_close(st);
-    assert_int_equal(raw_int(path, "SELECT version FROM schema_version"), 1);
+    assert_int_equal(raw_int(path, "SELECT version FROM schema_version"), 2);
     free(path);
     free(dir);
 }
@@ -768,7 +768,7 @@ static void test_bad_files(void **state)
     tu_write_file(path, "", 0);
     st = NULL;
     assert_int_equal(store_open(path, &st), 0);
-    assert_int_equal(store_schema_version(st), 1);
+    assert_int_equal(store_schema_version(st), 2);
     store_close(st);
     free(dir);
 }
@@ -798,7 +798,7 @@ static void test_two_connections(void **state)
     store_t *a = open_fresh("two", &dir, &path);
     store_t *b = NULL;
     assert_int_equal(store_open(path, &b), 0);
-    assert_int_equal(store_schema_version(b), 1);
+    assert_int_equal(store_schema_version(b), 2);
 
     assert_int_equal(enq(a, "x", 0, NULL), 0);
     expect_pending(b, "x");

@@ -178,7 +178,7 @@ static void send_fn(void *arg)
 /* Sends {"type": type, "data": <data_text>} through the hub on the loop thread. */
 static void hub_send_json(const char *client, const char *prompt, const char *type, const char *data_text)
 {
-    send_args_t a = {{client, prompt}, type, NULL, 0, NULL, 0};
+    send_args_t a = {{client, prompt, NULL, 0}, type, NULL, 0, NULL, 0};
     assert_int_equal(json_parse(data_text, strlen(data_text), &a.data, NULL, 0), 0);
     on_loop(send_fn, &a);
     json_free(a.data);
@@ -791,7 +791,7 @@ static void test_routing(void **state)
         cl_roundtrip(all[i], "end");
     }
     /* Binary: 4-byte big-endian type, then the payload. */
-    send_args_t ba = {{"bob", NULL}, NULL, NULL, 0x01020304u, "xyz", 3};
+    send_args_t ba = {{"bob", NULL, NULL, 0}, NULL, NULL, 0x01020304u, "xyz", 3};
     on_loop(send_fn, &ba);
     frame_t f;
     cl_frame(b, &f);
@@ -814,7 +814,7 @@ static void test_routing(void **state)
         json_free(j);
     }
     /* data NULL is sent as null. */
-    send_args_t na = {{"bob", NULL}, "custom", NULL, 0, NULL, 0};
+    send_args_t na = {{"bob", NULL, NULL, 0}, "custom", NULL, 0, NULL, 0};
     on_loop(send_fn, &na);
     frame_t nf;
     cl_frame(b, &nf);
@@ -974,7 +974,7 @@ static void test_slow_reader(void **state)
     snprintf(text, n + 32, "{\"b\":\"%s\"}", blob);
     json_t *data = NULL;
     assert_int_equal(json_parse(text, strlen(text), &data, NULL, 0), 0);
-    send_args_t a = {{NULL, NULL}, "blob", data, 0, NULL, 0};
+    send_args_t a = {{NULL, NULL, NULL, 0}, "blob", data, 0, NULL, 0};
     int closed_at = -1;
     /* The slow socket's kernel buffers fill first, then our queue; the fast ones read each
      * message as it comes and must never be closed. */
