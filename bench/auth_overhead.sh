@@ -125,7 +125,7 @@ parse() {
       if (v ~ /s$/) return v * 1000000
       return v + 0
     }
-    /^ *Latency/ { lat = us($2) }
+    /^ *Latency +[0-9]/ { lat = us($2) }
     /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { bad = $NF }
     / requests in / { n = $1 }
