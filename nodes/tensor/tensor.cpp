@@ -19,11 +19,14 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -37,6 +40,10 @@ extern "C" {
 struct ts_tensor_s {
     at::Tensor t;
     std::atomic<int> refs;
+};
+
+struct ts_gen_s {
+    at::Generator gen; /* a CPUGeneratorImpl */
 };
 
 struct ts_stream_s {
@@ -225,6 +232,132 @@ std::once_flag g_init_once;
 thread_local int g_stream_dev = -1;
 #endif
 
+
+/* --- argument checks of the NN ops: they run before ATen so a caller gets BASE_E_INVAL and
+ * a message naming the argument rather than an ATen backtrace. --- */
+
+/* "CPU" or "CUDA:<n>" into buf (no allocation, so usable outside guarded()). */
+const char *device_label(const at::Tensor &t, char *buf, size_t cap) {
+    if (t.is_cuda())
+        snprintf(buf, cap, "CUDA:%d", (int)t.get_device());
+    else
+        snprintf(buf, cap, "%s", t.is_cpu() ? "CPU" : "another device");
+    return buf;
+}
+
+int check_rank(const char *fn, const char *what, const at::Tensor &t, int64_t lo, int64_t hi) {
+    int64_t nd = t.dim();
+    if (nd >= lo && nd <= hi)
+        return 0;
+    if (lo == hi)
+        return fail(BASE_E_INVAL, "%s: %s must have %lld dims, got %lld", fn, what, (long long)lo,
+                    (long long)nd);
+    if (hi >= TS_MAX_DIMS)
+        return fail(BASE_E_INVAL, "%s: %s must have at least %lld dims, got %lld", fn, what,
+                    (long long)lo, (long long)nd);
+    return fail(BASE_E_INVAL, "%s: %s must have %lld to %lld dims, got %lld", fn, what,
+                (long long)lo, (long long)hi, (long long)nd);
+}
+
+int check_float(const char *fn, const char *what, const at::Tensor &t) {
+    if (at::isFloatingType(t.scalar_type()))
+        return 0;
+    return fail(BASE_E_INVAL, "%s: %s must be a floating-point tensor, got %s", fn, what,
+                c10::toString(t.scalar_type()));
+}
+
+int check_same_device(const char *fn, const char *what, const at::Tensor &t, const at::Tensor &ref) {
+    if (t.device() == ref.device())
+        return 0;
+    char a[32], b[32];
+    return fail(BASE_E_INVAL, "%s: %s is on %s but the input is on %s", fn, what,
+                device_label(t, a, sizeof a), device_label(ref, b, sizeof b));
+}
+
+/* t must match the reference input in dtype and device (ATen would not convert for us). */
+int check_like(const char *fn, const char *what, const at::Tensor &t, const at::Tensor &ref) {
+    if (t.scalar_type() != ref.scalar_type())
+        return fail(BASE_E_INVAL, "%s: %s has dtype %s but the input has %s", fn, what,
+                    c10::toString(t.scalar_type()), c10::toString(ref.scalar_type()));
+    return check_same_device(fn, what, t, ref);
+}
+
+/* An optional per-channel parameter: NULL, or 1-D of n elements like the input. */
+int check_channel(const char *fn, const char *what, const ts_tensor_t *p, int64_t n,
+                  const at::Tensor &ref) {
+    if (!p)
+        return 0;
+    if (p->t.dim() != 1 || p->t.size(0) != n)
+        return fail(BASE_E_INVAL, "%s: %s must be 1-D of %lld elements, got %lld dims of %lld",
+                    fn, what, (long long)n, (long long)p->t.dim(), (long long)p->t.numel());
+    return check_like(fn, what, p->t, ref);
+}
+
+c10::optional<at::Tensor> optional_of(const ts_tensor_t *p) {
+    return p ? c10::optional<at::Tensor>(p->t) : c10::nullopt;
+}
+
+/* Releases a ts_from_blob buffer when ATen drops the storage. Armed only once the handle
+ * exists, so a failure half-way through ts_from_blob never calls release (the contract). */
+struct blob_owner {
+    void (*release)(void *);
+    void *ctx;
+    std::atomic<bool> armed{false};
+};
+
+/* Size of the [B*heads, chunk, M] score block ts_attention materialises at once. */
+constexpr int64_t ATTENTION_SCORE_BUDGET = (int64_t)256 << 20;
+
+/* softmax(q k^T * d^-0.5) v per head; shapes checked by ts_attention. Heads move to the
+ * batch dim so each step is one bmm over B*heads. Queries go in chunks: a chunk's scores
+ * are written, soft-maxed in place and consumed from one preallocated buffer, so the
+ * biggest allocation is the budget and nothing is re-allocated per chunk. */
+at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, int64_t heads,
+                     bool causal) {
+    const int64_t B = q.size(0), N = q.size(1), C = q.size(2), M = k.size(1);
+    const int64_t d = C / heads, BH = B * heads;
+    const double scale = 1.0 / std::sqrt((double)d);
+
+    /* [B, M, h*d] -> [B*h, M, d]: one copy of k and v, small beside the scores. */
+    at::Tensor kh = k.reshape({B, M, heads, d}).permute({0, 2, 1, 3}).reshape({BH, M, d});
+    at::Tensor vh = v.reshape({B, M, heads, d}).permute({0, 2, 1, 3}).reshape({BH, M, d});
+    at::Tensor kt = kh.transpose(1, 2); /* a view: BLAS reads k transposed */
+    at::Tensor q4 = q.reshape({B, N, heads, d});
+    at::Tensor out = at::empty({B, N, C}, q.options());
+    at::Tensor out4 = out.view({B, N, heads, d});
+    if (N == 0 || B == 0)
+        return out; /* nothing to compute (and no chunk size to derive) */
+
+    int64_t row_bytes = BH * M * (int64_t)q.element_size();
+    int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, ATTENTION_SCORE_BUDGET / row_bytes));
+    /* Flat buffers, so the shorter last chunk is still a contiguous prefix. */
+    at::Tensor scores_buf = at::empty({BH * chunk * M}, q.options());
+    at::Tensor q_buf = at::empty({BH * chunk * d}, q.options());
+    at::Tensor o_buf = at::empty({BH * chunk * d}, q.options());
+    at::Tensor cols;
+    if (causal)
+        cols = at::arange(M, at::TensorOptions().dtype(at::kLong).device(q.device()));
+
+    for (int64_t i0 = 0; i0 < N; i0 += chunk) {
+        const int64_t c = std::min(chunk, N - i0);
+        /* Splitting the heads and scaling by d^-0.5 is one pass over the query chunk. */
+        at::Tensor qc = q_buf.narrow(0, 0, BH * c * d).view({B, heads, c, d});
+        at::mul_out(qc, q4.narrow(1, i0, c).permute({0, 2, 1, 3}), at::Scalar(scale));
+        at::Tensor s = scores_buf.narrow(0, 0, BH * c * M).view({BH, c, M});
+        at::bmm_out(s, qc.view({BH, c, d}), kt);
+        if (causal) {
+            at::Tensor rows = at::arange(i0, i0 + c, cols.options()).unsqueeze(1);
+            s.masked_fill_(cols.gt(rows), -std::numeric_limits<double>::infinity());
+        }
+        at::_softmax_out(s, s, -1, false); /* row-wise kernel: in place is safe */
+        at::Tensor oc = o_buf.narrow(0, 0, BH * c * d).view({BH, c, d});
+        at::bmm_out(oc, s, vh);
+        /* Merge the heads back straight into the output rows of this chunk. */
+        out4.narrow(1, i0, c).copy_(oc.view({B, heads, c, d}).permute({0, 2, 1, 3}));
+    }
+    return out;
+}
+
 } // namespace
 
 extern "C" {
@@ -301,7 +434,7 @@ int ts_from_host(ts_tensor_t **out, const void *data, ts_dtype_t dtype, const in
                  int ndim, ts_device_t dev) {
     TS_CHECK_OUT(out);
     std::vector<int64_t> sv;
-    at::ScalarType st;
+    at::ScalarType st = at::kFloat;
     c10::Device device(c10::kCPU);
     int64_t n = 0;
     TS_RC(check_shape(shape, ndim, &sv));
@@ -329,7 +462,7 @@ int ts_full(ts_tensor_t **out, const int64_t *shape, int ndim, double value, ts_
             ts_device_t dev) {
     TS_CHECK_OUT(out);
     std::vector<int64_t> sv;
-    at::ScalarType st;
+    at::ScalarType st = at::kFloat;
     c10::Device device(c10::kCPU);
     int64_t n = 0;
     TS_RC(check_shape(shape, ndim, &sv));
@@ -371,7 +504,7 @@ int64_t ts_size(const ts_tensor_t *t, int dim) {
         fail(BASE_E_INVAL, "ts_size: t is NULL");
         return -1;
     }
-    int64_t d;
+    int64_t d = 0;
     if (wrap_dim(dim, t->t.dim(), &d))
         return -1;
     return t->t.size(d);
@@ -422,7 +555,7 @@ ts_device_t ts_device(const ts_tensor_t *t) {
 
 int ts_to_host(const ts_tensor_t *t, ts_dtype_t dtype, void *dst, size_t cap) {
     TS_CHECK_ARG(t);
-    at::ScalarType st;
+    at::ScalarType st = at::kFloat;
     TS_RC(to_scalar_type(dtype, &st));
     size_t bytes;
     if (__builtin_mul_overflow((size_t)t->t.numel(), c10::elementSize(st), &bytes))
@@ -477,7 +610,7 @@ int ts_item(const ts_tensor_t *t, const int64_t *index, double *out) {
 int ts_to(ts_tensor_t **out, const ts_tensor_t *t, ts_dtype_t dtype, ts_device_t dev) {
     TS_CHECK_OUT(out);
     TS_CHECK_ARG(t);
-    at::ScalarType st;
+    at::ScalarType st = at::kFloat;
     c10::Device device(c10::kCPU);
     TS_RC(to_scalar_type(dtype, &st));
     TS_RC(to_device(dev, &device));
@@ -528,7 +661,7 @@ int ts_permute(ts_tensor_t **out, const ts_tensor_t *t, const int *dims, int ndi
 int ts_slice(ts_tensor_t **out, const ts_tensor_t *t, int dim, int64_t start, int64_t end) {
     TS_CHECK_OUT(out);
     TS_CHECK_ARG(t);
-    int64_t d;
+    int64_t d = 0;
     TS_RC(wrap_dim(dim, t->t.dim(), &d));
     int64_t n = t->t.size(d);
     /* Python slice bounds: negatives count from the end, then clamp to [0, n]. */
@@ -553,7 +686,7 @@ int ts_cat(ts_tensor_t **out, ts_tensor_t *const *ts, int n, int dim) {
     for (int i = 0; i < n; i++)
         if (!ts[i])
             return fail(BASE_E_INVAL, "ts_cat: tensor %d is NULL", i);
-    int64_t d;
+    int64_t d = 0;
     TS_RC(wrap_dim(dim, ts[0]->t.dim(), &d));
     return guarded("ts_cat", [&] {
         std::vector<at::Tensor> v;
@@ -652,6 +785,372 @@ int ts_interpolate(ts_tensor_t **out, const ts_tensor_t *t, int64_t h, int64_t w
                        [&] { return emit(out, at::adaptive_avg_pool2d(t->t, size)); });
     }
     return fail(BASE_E_INVAL, "ts_interpolate: unknown mode %d", m);
+}
+
+/* --- creation without copying --- */
+
+int ts_from_blob(ts_tensor_t **out, const void *data, ts_dtype_t dtype, const int64_t *shape,
+                 int ndim, void (*release)(void *ctx), void *ctx) {
+    TS_CHECK_OUT(out);
+    std::vector<int64_t> sv;
+    at::ScalarType st = at::kFloat;
+    int64_t n = 0;
+    TS_RC(check_shape(shape, ndim, &sv));
+    TS_RC(shape_numel(sv, &n));
+    TS_RC(to_scalar_type(dtype, &st));
+    size_t esize = c10::elementSize(st), bytes;
+    if (__builtin_mul_overflow((size_t)n, esize, &bytes))
+        return fail(BASE_E_INVAL, "ts_from_blob: tensor too large");
+    if (bytes > 0 && !data)
+        return fail(BASE_E_INVAL, "ts_from_blob: data is NULL");
+    /* ATen's vectorised kernels assume naturally aligned elements. */
+    if ((uintptr_t)data % esize != 0)
+        return fail(BASE_E_INVAL,
+                    "ts_from_blob: data at %p is not aligned to its %zu-byte %s elements "
+                    "(copy it with ts_from_host instead)",
+                    data, esize, c10::toString(st));
+    return guarded("ts_from_blob", [&] {
+        auto owner = std::make_shared<blob_owner>();
+        owner->release = release;
+        owner->ctx = ctx;
+        /* The storage outlives every view; its deleter runs once, when the last one goes. */
+        at::Tensor t = at::from_blob(
+            const_cast<void *>(data), sv,
+            [owner](void *) {
+                if (owner->armed.load(std::memory_order_acquire) && owner->release)
+                    owner->release(owner->ctx);
+            },
+            at::TensorOptions().dtype(st));
+        std::unique_ptr<ts_tensor_s> h(new ts_tensor_s{std::move(t), {1}});
+        owner->armed.store(true, std::memory_order_release);
+        *out = h.release();
+        return 0;
+    });
+}
+
+/* --- random generators --- */
+
+int ts_gen_new(ts_gen_t **out, uint64_t seed) {
+    TS_CHECK_OUT(out);
+    return guarded("ts_gen_new", [&] {
+        /* Same seeding as torch.Generator().manual_seed(seed) and as ts_randn. */
+        *out = new ts_gen_s{at::make_generator<at::CPUGeneratorImpl>(seed)};
+        return 0;
+    });
+}
+
+void ts_gen_free(ts_gen_t *g) { delete g; }
+
+int ts_randn_gen(ts_tensor_t **out, const int64_t *shape, int ndim, ts_gen_t *g, ts_device_t dev) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(g);
+    std::vector<int64_t> sv;
+    c10::Device device(c10::kCPU);
+    int64_t n = 0;
+    TS_RC(check_shape(shape, ndim, &sv));
+    TS_RC(shape_numel(sv, &n));
+    TS_RC(to_device(dev, &device));
+    return guarded("ts_randn_gen", [&] {
+        /* No lock here: ATen's CPU normal kernel takes the generator's mutex itself (a
+         * second lock_guard on the same std::mutex would deadlock). */
+        at::Tensor t = at::randn(sv, g->gen, at::TensorOptions().dtype(at::kFloat));
+        return emit(out, device.is_cpu() ? t : t.to(device));
+    });
+}
+
+/* --- more arithmetic --- */
+
+int ts_add_scaled(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b, double alpha) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(a);
+    TS_CHECK_ARG(b);
+    TS_RC(check_same_device("ts_add_scaled", "b", b->t, a->t));
+    return guarded("ts_add_scaled", [&] { return emit(out, at::add(a->t, b->t, alpha)); });
+}
+
+int ts_unary(ts_tensor_t **out, const ts_tensor_t *t, ts_unary_t op) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(t);
+    int o = raw_enum(op);
+    if (o < TS_UNARY_EXP || o > TS_UNARY_RELU)
+        return fail(BASE_E_INVAL, "ts_unary: unknown op %d", o);
+    /* abs, neg and relu are defined on integers too; the rest need a float input. */
+    if (o != TS_UNARY_ABS && o != TS_UNARY_NEG && o != TS_UNARY_RELU)
+        TS_RC(check_float("ts_unary", "t", t->t));
+    return guarded("ts_unary", [&] {
+        const at::Tensor &x = t->t;
+        switch (o) {
+        case TS_UNARY_EXP: return emit(out, at::exp(x));
+        case TS_UNARY_LOG: return emit(out, at::log(x));
+        case TS_UNARY_SQRT: return emit(out, at::sqrt(x));
+        case TS_UNARY_ABS: return emit(out, at::abs(x));
+        case TS_UNARY_NEG: return emit(out, at::neg(x));
+        case TS_UNARY_SIGMOID: return emit(out, at::sigmoid(x));
+        case TS_UNARY_SILU: return emit(out, at::silu(x));
+        case TS_UNARY_GELU: return emit(out, at::gelu(x, "none"));
+        case TS_UNARY_QUICK_GELU: {
+            at::Tensor r = at::sigmoid(x * 1.702);
+            r.mul_(x); /* r is our own temporary */
+            return emit(out, std::move(r));
+        }
+        default: return emit(out, at::relu(x));
+        }
+    });
+}
+
+int ts_reduce_all(const ts_tensor_t *t, ts_reduce_t op, double *out) {
+    TS_CHECK_ARG(t);
+    TS_CHECK_ARG(out);
+    int o = raw_enum(op);
+    if (o < TS_REDUCE_SUM || o > TS_REDUCE_MAX_ABS)
+        return fail(BASE_E_INVAL, "ts_reduce_all: unknown reduction %d", o);
+    if (o != TS_REDUCE_SUM && t->t.numel() == 0)
+        return fail(BASE_E_INVAL, "ts_reduce_all: reduction %d of an empty tensor", o);
+    return guarded("ts_reduce_all", [&] {
+        const at::Tensor &x = t->t;
+        switch (o) {
+        case TS_REDUCE_SUM: *out = at::sum(x, at::kDouble).item<double>(); break;
+        case TS_REDUCE_MEAN: *out = at::mean(x, at::kDouble).item<double>(); break;
+        case TS_REDUCE_MAX: *out = x.max().item<double>(); break;
+        case TS_REDUCE_MIN: *out = x.min().item<double>(); break;
+        default: {
+            /* max(|min|, |max|): no |x| copy of a possibly large tensor. */
+            double hi = x.max().item<double>(), lo = x.min().item<double>();
+            if (std::isnan(hi) || std::isnan(lo))
+                *out = std::numeric_limits<double>::quiet_NaN();
+            else
+                *out = std::max(std::fabs(hi), std::fabs(lo));
+        }
+        }
+        return 0;
+    });
+}
+
+int ts_softmax(ts_tensor_t **out, const ts_tensor_t *t, int dim) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(t);
+    int64_t d = 0;
+    TS_RC(wrap_dim(dim, t->t.dim(), &d));
+    TS_RC(check_float("ts_softmax", "t", t->t));
+    return guarded("ts_softmax", [&] {
+        at::ScalarType st = t->t.scalar_type();
+        if (st == at::kFloat || st == at::kDouble)
+            return emit(out, at::softmax(t->t, d));
+        return emit(out, at::softmax(t->t, d, at::kFloat).to(st));
+    });
+}
+
+int ts_matmul(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(a);
+    TS_CHECK_ARG(b);
+    TS_RC(check_rank("ts_matmul", "a", a->t, 1, TS_MAX_DIMS));
+    TS_RC(check_rank("ts_matmul", "b", b->t, 1, TS_MAX_DIMS));
+    TS_RC(check_like("ts_matmul", "b", b->t, a->t));
+    return guarded("ts_matmul", [&] { return emit(out, at::matmul(a->t, b->t)); });
+}
+
+int ts_lerp(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b, const ts_tensor_t *m) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(a);
+    TS_CHECK_ARG(b);
+    TS_CHECK_ARG(m);
+    TS_RC(check_like("ts_lerp", "b", b->t, a->t));
+    TS_RC(check_same_device("ts_lerp", "m", m->t, a->t));
+    TS_RC(check_float("ts_lerp", "m", m->t));
+    return guarded("ts_lerp", [&] {
+        /* Literally a*(1-m) + b*m (not at::lerp's a + m*(b-a)): m = 1 gives b exactly. */
+        at::Tensor r = at::mul(a->t, at::rsub(m->t, 1));
+        return emit(out, at::add(r, at::mul(b->t, m->t)));
+    });
+}
+
+int ts_embedding(ts_tensor_t **out, const ts_tensor_t *weight, const ts_tensor_t *ids) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(weight);
+    TS_CHECK_ARG(ids);
+    TS_RC(check_rank("ts_embedding", "weight", weight->t, 2, 2));
+    at::ScalarType it = ids->t.scalar_type();
+    if (it != at::kLong && it != at::kInt)
+        return fail(BASE_E_INVAL, "ts_embedding: ids must be I64 or I32, got %s", c10::toString(it));
+    TS_RC(check_same_device("ts_embedding", "ids", ids->t, weight->t));
+    return guarded("ts_embedding", [&] { return emit(out, at::embedding(weight->t, ids->t)); });
+}
+
+/* --- neural-network layers --- */
+
+int ts_conv2d(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,
+              int stride, int padding) {
+    static const char fn[] = "ts_conv2d";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_CHECK_ARG(w);
+    TS_RC(check_rank(fn, "x", x->t, 4, 4));
+    TS_RC(check_rank(fn, "w", w->t, 4, 4));
+    TS_RC(check_float(fn, "x", x->t));
+    TS_RC(check_like(fn, "w", w->t, x->t));
+    if (stride < 1)
+        return fail(BASE_E_INVAL, "%s: stride %d must be >= 1", fn, stride);
+    if (padding < 0)
+        return fail(BASE_E_INVAL, "%s: padding %d must be >= 0", fn, padding);
+    const int64_t cin = x->t.size(1), cout = w->t.size(0), wcin = w->t.size(1);
+    if (wcin < 1 || cin % wcin != 0)
+        return fail(BASE_E_INVAL, "%s: input has %lld channels, not a multiple of the weight's %lld",
+                    fn, (long long)cin, (long long)wcin);
+    const int64_t groups = cin / wcin;
+    if (cout < 1 || cout % groups != 0)
+        return fail(BASE_E_INVAL, "%s: %lld output channels do not split into %lld groups", fn,
+                    (long long)cout, (long long)groups);
+    TS_RC(check_channel(fn, "b", b, cout, x->t));
+    const int64_t kh = w->t.size(2), kw = w->t.size(3);
+    if (kh < 1 || kw < 1 || x->t.size(2) + 2 * padding < kh || x->t.size(3) + 2 * padding < kw)
+        return fail(BASE_E_INVAL, "%s: kernel %lldx%lld does not fit the padded %lldx%lld input", fn,
+                    (long long)kh, (long long)kw, (long long)x->t.size(2), (long long)x->t.size(3));
+    std::array<int64_t, 2> st = {stride, stride}, pad = {padding, padding}, dil = {1, 1};
+    return guarded(fn, [&] {
+        return emit(out, at::conv2d(x->t, w->t, optional_of(b), st, pad, dil, groups));
+    });
+}
+
+int ts_pad2d(ts_tensor_t **out, const ts_tensor_t *x, int left, int right, int top, int bottom,
+             double value) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_RC(check_rank("ts_pad2d", "x", x->t, 2, TS_MAX_DIMS));
+    if (left < 0 || right < 0 || top < 0 || bottom < 0)
+        return fail(BASE_E_INVAL, "ts_pad2d: negative padding (%d, %d, %d, %d)", left, right, top,
+                    bottom);
+    std::array<int64_t, 4> pad = {left, right, top, bottom};
+    return guarded("ts_pad2d", [&] { return emit(out, at::constant_pad_nd(x->t, pad, value)); });
+}
+
+int ts_linear(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b) {
+    static const char fn[] = "ts_linear";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_CHECK_ARG(w);
+    TS_RC(check_rank(fn, "x", x->t, 1, TS_MAX_DIMS));
+    TS_RC(check_rank(fn, "w", w->t, 2, 2));
+    TS_RC(check_float(fn, "x", x->t));
+    TS_RC(check_like(fn, "w", w->t, x->t));
+    if (x->t.size(-1) != w->t.size(1))
+        return fail(BASE_E_INVAL, "%s: input has %lld features, the weight expects %lld", fn,
+                    (long long)x->t.size(-1), (long long)w->t.size(1));
+    TS_RC(check_channel(fn, "b", b, w->t.size(0), x->t));
+    return guarded(fn, [&] { return emit(out, at::linear(x->t, w->t, optional_of(b))); });
+}
+
+int ts_group_norm(ts_tensor_t **out, const ts_tensor_t *x, int groups, const ts_tensor_t *w,
+                  const ts_tensor_t *b, double eps) {
+    static const char fn[] = "ts_group_norm";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_RC(check_rank(fn, "x", x->t, 2, TS_MAX_DIMS));
+    TS_RC(check_float(fn, "x", x->t));
+    const int64_t c = x->t.size(1);
+    if (groups < 1 || c % groups != 0)
+        return fail(BASE_E_INVAL, "%s: %lld channels do not split into %d groups", fn, (long long)c,
+                    groups);
+    if (!(eps >= 0) || std::isinf(eps))
+        return fail(BASE_E_INVAL, "%s: eps %g must be finite and >= 0", fn, eps);
+    TS_RC(check_channel(fn, "w", w, c, x->t));
+    TS_RC(check_channel(fn, "b", b, c, x->t));
+    return guarded(fn, [&] {
+        return emit(out, at::group_norm(x->t, groups, optional_of(w), optional_of(b), eps, false));
+    });
+}
+
+int ts_layer_norm(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,
+                  double eps) {
+    static const char fn[] = "ts_layer_norm";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_RC(check_rank(fn, "x", x->t, 1, TS_MAX_DIMS));
+    TS_RC(check_float(fn, "x", x->t));
+    if (!(eps >= 0) || std::isinf(eps))
+        return fail(BASE_E_INVAL, "%s: eps %g must be finite and >= 0", fn, eps);
+    const int64_t c = x->t.size(-1);
+    TS_RC(check_channel(fn, "w", w, c, x->t));
+    TS_RC(check_channel(fn, "b", b, c, x->t));
+    std::array<int64_t, 1> shape = {c};
+    return guarded(fn, [&] {
+        return emit(out, at::layer_norm(x->t, shape, optional_of(w), optional_of(b), eps, false));
+    });
+}
+
+int ts_batch_norm(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,
+                  const ts_tensor_t *mean, const ts_tensor_t *var, double eps) {
+    static const char fn[] = "ts_batch_norm";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_CHECK_ARG(mean);
+    TS_CHECK_ARG(var);
+    TS_RC(check_rank(fn, "x", x->t, 2, TS_MAX_DIMS));
+    TS_RC(check_float(fn, "x", x->t));
+    if (!(eps >= 0) || std::isinf(eps))
+        return fail(BASE_E_INVAL, "%s: eps %g must be finite and >= 0", fn, eps);
+    const int64_t c = x->t.size(1);
+    TS_RC(check_channel(fn, "w", w, c, x->t));
+    TS_RC(check_channel(fn, "b", b, c, x->t));
+    TS_RC(check_channel(fn, "mean", mean, c, x->t));
+    TS_RC(check_channel(fn, "var", var, c, x->t));
+    return guarded(fn, [&] {
+        return emit(out, at::batch_norm(x->t, optional_of(w), optional_of(b), mean->t, var->t,
+                                         false, 0.0, eps, false));
+    });
+}
+
+int ts_max_pool2d(ts_tensor_t **out, const ts_tensor_t *x, int k, int s, int p) {
+    static const char fn[] = "ts_max_pool2d";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_RC(check_rank(fn, "x", x->t, 3, 4));
+    if (k < 1 || s < 1 || p < 0 || p > k / 2)
+        return fail(BASE_E_INVAL, "%s: kernel %d, stride %d, padding %d: need k, s >= 1 and "
+                    "0 <= padding <= k/2", fn, k, s, p);
+    const int64_t h = x->t.size(-2), wd = x->t.size(-1);
+    if (h + 2 * p < k || wd + 2 * p < k)
+        return fail(BASE_E_INVAL, "%s: kernel %d does not fit the padded %lldx%lld input", fn, k,
+                    (long long)h, (long long)wd);
+    std::array<int64_t, 2> ks = {k, k}, ss = {s, s}, ps = {p, p};
+    return guarded(fn, [&] { return emit(out, at::max_pool2d(x->t, ks, ss, ps)); });
+}
+
+int ts_global_avg_pool(ts_tensor_t **out, const ts_tensor_t *x) {
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(x);
+    TS_RC(check_rank("ts_global_avg_pool", "x", x->t, 4, 4));
+    TS_RC(check_float("ts_global_avg_pool", "x", x->t));
+    std::array<int64_t, 2> dims = {2, 3};
+    return guarded("ts_global_avg_pool", [&] { return emit(out, x->t.mean(dims)); });
+}
+
+int ts_attention(ts_tensor_t **out, const ts_tensor_t *q, const ts_tensor_t *k, const ts_tensor_t *v,
+                 int heads, bool causal) {
+    static const char fn[] = "ts_attention";
+    TS_CHECK_OUT(out);
+    TS_CHECK_ARG(q);
+    TS_CHECK_ARG(k);
+    TS_CHECK_ARG(v);
+    TS_RC(check_rank(fn, "q", q->t, 3, 3));
+    TS_RC(check_rank(fn, "k", k->t, 3, 3));
+    TS_RC(check_rank(fn, "v", v->t, 3, 3));
+    TS_RC(check_float(fn, "q", q->t));
+    TS_RC(check_like(fn, "k", k->t, q->t));
+    TS_RC(check_like(fn, "v", v->t, q->t));
+    const int64_t B = q->t.size(0), C = q->t.size(2), M = k->t.size(1);
+    if (k->t.size(0) != B || v->t.size(0) != B || v->t.size(1) != M)
+        return fail(BASE_E_INVAL, "%s: k and v must be [%lld, M, C] with the same M", fn,
+                    (long long)B);
+    if (k->t.size(2) != C || v->t.size(2) != C)
+        return fail(BASE_E_INVAL, "%s: q, k and v have %lld, %lld and %lld channels", fn,
+                    (long long)C, (long long)k->t.size(2), (long long)v->t.size(2));
+    if (heads < 1 || C % heads != 0 || C == 0)
+        return fail(BASE_E_INVAL, "%s: %lld channels do not split into %d heads", fn, (long long)C,
+                    heads);
+    if (M == 0)
+        return fail(BASE_E_INVAL, "%s: no keys (k has 0 rows)", fn);
+    return guarded(fn, [&] { return emit(out, attention(q->t, k->t, v->t, heads, causal)); });
 }
 
 /* --- streams --- */

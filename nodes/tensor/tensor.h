@@ -115,6 +115,83 @@ int ts_clamp(ts_tensor_t **out, const ts_tensor_t *t, double lo, double hi);
 /* Resizes the last two dims of an N×C×H×W tensor to h×w. */
 int ts_interpolate(ts_tensor_t **out, const ts_tensor_t *t, int64_t h, int64_t w, ts_interp_t mode);
 
+/* --- creation without copying --- */
+/* Wraps host memory as a CPU tensor without copying (the weights of a memory-mapped
+ * checkpoint). data must stay valid until release(ctx) runs, which happens when the last
+ * reference to the tensor (or to any view of it) goes; release may be NULL. data needs no
+ * particular alignment for TS_U8; for wider dtypes it must be aligned to the element size
+ * (BASE_E_INVAL otherwise: copy with ts_from_host instead). The tensor must be treated as
+ * read-only. On failure release is NOT called. */
+int ts_from_blob(ts_tensor_t **out, const void *data, ts_dtype_t dtype, const int64_t *shape,
+                 int ndim, void (*release)(void *ctx), void *ctx);
+
+/* --- random generators (sequential draws, as torch.Generator) --- */
+typedef struct ts_gen_s ts_gen_t;
+/* A CPU generator seeded like torch.Generator().manual_seed(seed): successive
+ * ts_randn_gen calls continue its stream. Not thread-safe; one owner at a time. */
+int ts_gen_new(ts_gen_t **out, uint64_t seed);
+void ts_gen_free(ts_gen_t *g); /* NULL is fine */
+/* float32 standard normal drawn from g on CPU, then moved to dev. */
+int ts_randn_gen(ts_tensor_t **out, const int64_t *shape, int ndim, ts_gen_t *g, ts_device_t dev);
+
+/* --- more arithmetic --- */
+/* out = a + alpha * b (broadcasting); the sampler's axpy. */
+int ts_add_scaled(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b, double alpha);
+typedef enum {
+    TS_UNARY_EXP,
+    TS_UNARY_LOG,
+    TS_UNARY_SQRT,
+    TS_UNARY_ABS,
+    TS_UNARY_NEG,
+    TS_UNARY_SIGMOID,
+    TS_UNARY_SILU,       /* x * sigmoid(x) */
+    TS_UNARY_GELU,       /* exact, erf form */
+    TS_UNARY_QUICK_GELU, /* x * sigmoid(1.702 x) */
+    TS_UNARY_RELU,
+} ts_unary_t;
+int ts_unary(ts_tensor_t **out, const ts_tensor_t *t, ts_unary_t op);
+typedef enum { TS_REDUCE_SUM, TS_REDUCE_MEAN, TS_REDUCE_MAX, TS_REDUCE_MIN, TS_REDUCE_MAX_ABS } ts_reduce_t;
+/* Whole-tensor reduction to one double (any dtype; computed in float64 where it matters). */
+int ts_reduce_all(const ts_tensor_t *t, ts_reduce_t op, double *out);
+/* out = softmax(t) along dim (float32 accumulation). */
+int ts_softmax(ts_tensor_t **out, const ts_tensor_t *t, int dim);
+/* Batched matrix product with torch.matmul broadcasting rules. */
+int ts_matmul(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b);
+/* Elementwise blend: out = a * (1 - m) + b * m (m broadcast), for latent noise masks. */
+int ts_lerp(ts_tensor_t **out, const ts_tensor_t *a, const ts_tensor_t *b, const ts_tensor_t *m);
+/* Rows of weight [V, C] picked by integer ids [...] (I64 or I32) -> [..., C]. */
+int ts_embedding(ts_tensor_t **out, const ts_tensor_t *weight, const ts_tensor_t *ids);
+
+/* --- neural-network layers (float32 or bfloat16; inputs must share dtype and device) --- */
+/* x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw] (groups = Cin / w's dim 1), b [Cout] or NULL.
+ * Same stride and symmetric zero padding on both spatial dims. */
+int ts_conv2d(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,
+              int stride, int padding);
+/* Constant padding of the last two dims of a tensor with >= 2 dims (left, right, top, bottom
+ * are >= 0; 0 leaves that side alone). */
+int ts_pad2d(ts_tensor_t **out, const ts_tensor_t *x, int left, int right, int top, int bottom,
+             double value);
+/* y = x @ w^T + b over the last dim. w [out, in], b [out] or NULL. */
+int ts_linear(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b);
+/* GroupNorm over dim 1 of [N, C, ...]; w, b [C] or NULL. */
+int ts_group_norm(ts_tensor_t **out, const ts_tensor_t *x, int groups, const ts_tensor_t *w,
+                  const ts_tensor_t *b, double eps);
+/* LayerNorm over the last dim; w, b [C] or NULL. */
+int ts_layer_norm(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,
+                  double eps);
+/* Eval-mode BatchNorm over dim 1: (x - mean) / sqrt(var + eps) * w + b. */
+int ts_batch_norm(ts_tensor_t **out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,
+                  const ts_tensor_t *mean, const ts_tensor_t *var, double eps);
+/* Max pooling over the last two dims of [N, C, H, W] or [C, H, W] (kernel k, stride s,
+ * padding p <= k/2, padded with -inf), and global average pooling of [N, C, H, W] to [N, C]. */
+int ts_max_pool2d(ts_tensor_t **out, const ts_tensor_t *x, int k, int s, int p);
+int ts_global_avg_pool(ts_tensor_t **out, const ts_tensor_t *x);
+/* Multi-head scaled dot-product attention. q [B, N, heads*d], k and v [B, M, heads*d]
+ * -> [B, N, heads*d]; channel index = head*d + j; scale d^-0.5; causal masks key j > query i.
+ * M >= 1. Computed in query chunks so the score tensor stays under a fixed budget (~256 MiB). */
+int ts_attention(ts_tensor_t **out, const ts_tensor_t *q, const ts_tensor_t *k, const ts_tensor_t *v,
+                 int heads, bool causal);
+
 /* --- streams (CUDA builds; on CPU every call succeeds and does nothing) --- */
 int ts_stream_new(ts_stream_t **out, ts_device_t dev);
 void ts_stream_free(ts_stream_t *s);

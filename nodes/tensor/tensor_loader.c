@@ -29,7 +29,7 @@
 #define MODULE_NAME "libweft_torch.so"
 
 /* Every forwarded function: return type, name, parameters, arguments, value when the module
- * cannot be loaded. ts_init, ts_backend_name, ts_last_error, ts_ref, ts_free and
+ * cannot be loaded. ts_init, ts_backend_name, ts_last_error, ts_ref, ts_free, ts_gen_free and
  * ts_stream_free are written out below because they must work without the module. */
 #define TS_FORWARDED(X)                                                                                  \
     X(int, ts_set_num_threads, (int threads), (threads), BASE_E_TENSOR_NOTSUP)                           \
@@ -84,6 +84,54 @@
       BASE_E_TENSOR_NOTSUP)                                                                               \
     X(int, ts_interpolate, (ts_tensor_t * *out, const ts_tensor_t *t, int64_t h, int64_t w, ts_interp_t mode), \
       (out, t, h, w, mode), BASE_E_TENSOR_NOTSUP)                                                         \
+    X(int, ts_from_blob,                                                                                  \
+      (ts_tensor_t * *out, const void *data, ts_dtype_t dtype, const int64_t *shape, int ndim,           \
+       void (*release)(void *ctx), void *ctx),                                                            \
+      (out, data, dtype, shape, ndim, release, ctx), BASE_E_TENSOR_NOTSUP)                                \
+    X(int, ts_gen_new, (ts_gen_t * *out, uint64_t seed), (out, seed), BASE_E_TENSOR_NOTSUP)              \
+    X(int, ts_randn_gen, (ts_tensor_t * *out, const int64_t *shape, int ndim, ts_gen_t *g, ts_device_t dev), \
+      (out, shape, ndim, g, dev), BASE_E_TENSOR_NOTSUP)                                                   \
+    X(int, ts_add_scaled, (ts_tensor_t * *out, const ts_tensor_t *a, const ts_tensor_t *b, double alpha), \
+      (out, a, b, alpha), BASE_E_TENSOR_NOTSUP)                                                           \
+    X(int, ts_unary, (ts_tensor_t * *out, const ts_tensor_t *t, ts_unary_t op), (out, t, op),            \
+      BASE_E_TENSOR_NOTSUP)                                                                               \
+    X(int, ts_reduce_all, (const ts_tensor_t *t, ts_reduce_t op, double *out), (t, op, out),             \
+      BASE_E_TENSOR_NOTSUP)                                                                               \
+    X(int, ts_softmax, (ts_tensor_t * *out, const ts_tensor_t *t, int dim), (out, t, dim),               \
+      BASE_E_TENSOR_NOTSUP)                                                                               \
+    X(int, ts_matmul, (ts_tensor_t * *out, const ts_tensor_t *a, const ts_tensor_t *b), (out, a, b),      \
+      BASE_E_TENSOR_NOTSUP)                                                                               \
+    X(int, ts_lerp, (ts_tensor_t * *out, const ts_tensor_t *a, const ts_tensor_t *b, const ts_tensor_t *m), \
+      (out, a, b, m), BASE_E_TENSOR_NOTSUP)                                                               \
+    X(int, ts_embedding, (ts_tensor_t * *out, const ts_tensor_t *weight, const ts_tensor_t *ids),         \
+      (out, weight, ids), BASE_E_TENSOR_NOTSUP)                                                           \
+    X(int, ts_conv2d,                                                                                     \
+      (ts_tensor_t * *out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b, int stride,  \
+       int padding),                                                                                      \
+      (out, x, w, b, stride, padding), BASE_E_TENSOR_NOTSUP)                                              \
+    X(int, ts_pad2d,                                                                                      \
+      (ts_tensor_t * *out, const ts_tensor_t *x, int left, int right, int top, int bottom, double value), \
+      (out, x, left, right, top, bottom, value), BASE_E_TENSOR_NOTSUP)                                    \
+    X(int, ts_linear, (ts_tensor_t * *out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b), \
+      (out, x, w, b), BASE_E_TENSOR_NOTSUP)                                                               \
+    X(int, ts_group_norm,                                                                                 \
+      (ts_tensor_t * *out, const ts_tensor_t *x, int groups, const ts_tensor_t *w, const ts_tensor_t *b,  \
+       double eps),                                                                                       \
+      (out, x, groups, w, b, eps), BASE_E_TENSOR_NOTSUP)                                                  \
+    X(int, ts_layer_norm,                                                                                 \
+      (ts_tensor_t * *out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b, double eps), \
+      (out, x, w, b, eps), BASE_E_TENSOR_NOTSUP)                                                          \
+    X(int, ts_batch_norm,                                                                                 \
+      (ts_tensor_t * *out, const ts_tensor_t *x, const ts_tensor_t *w, const ts_tensor_t *b,              \
+       const ts_tensor_t *mean, const ts_tensor_t *var, double eps),                                      \
+      (out, x, w, b, mean, var, eps), BASE_E_TENSOR_NOTSUP)                                               \
+    X(int, ts_max_pool2d, (ts_tensor_t * *out, const ts_tensor_t *x, int k, int s, int p), (out, x, k, s, p), \
+      BASE_E_TENSOR_NOTSUP)                                                                               \
+    X(int, ts_global_avg_pool, (ts_tensor_t * *out, const ts_tensor_t *x), (out, x), BASE_E_TENSOR_NOTSUP) \
+    X(int, ts_attention,                                                                                  \
+      (ts_tensor_t * *out, const ts_tensor_t *q, const ts_tensor_t *k, const ts_tensor_t *v, int heads,   \
+       bool causal),                                                                                      \
+      (out, q, k, v, heads, causal), BASE_E_TENSOR_NOTSUP)                                                \
     X(int, ts_stream_new, (ts_stream_t * *out, ts_device_t dev), (out, dev), BASE_E_TENSOR_NOTSUP)        \
     X(int, ts_stream_set_current, (ts_stream_t * s), (s), BASE_E_TENSOR_NOTSUP)                          \
     X(int, ts_stream_synchronize, (ts_stream_t * s), (s), BASE_E_TENSOR_NOTSUP)
@@ -98,6 +146,7 @@ static const char *(*p_ts_last_error)(void);
 static ts_tensor_t *(*p_ts_ref)(ts_tensor_t *);
 static void (*p_ts_free)(ts_tensor_t *);
 static void (*p_ts_stream_free)(ts_stream_t *);
+static void (*p_ts_gen_free)(ts_gen_t *);
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static bool loaded;
@@ -149,6 +198,30 @@ static void *open_module(void)
     if (ok && !(p_##name = (ret(*) params)dlsym(h, #name)))                                              \
         ok = false;
 
+/* Debian's OpenBLAS 0.3.21 (a DYNAMIC_ARCH build) does not recognise some current x86 models
+ * (e.g. Intel family 6 model 207 under KVM) and falls back to its generic "Prescott" SSE3
+ * kernels: sgemm, hence every linear layer and attention bmm, runs 4-5x slower (measured
+ * 4096x1280x1280: 47 vs 248 GFLOP/s on 2 cores). OpenBLAS reads OPENBLAS_CORETYPE once, when
+ * libtorch pulls it in, so name the kernel family of the CPU's vector ISA before anything can
+ * load it, unless the user chose one. This runs before main, while the process has one
+ * thread, because setenv is not safe against concurrent getenv. Other BLAS ignore it. */
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((constructor)) static void pick_openblas_kernels(void)
+{
+    if (getenv("OPENBLAS_CORETYPE"))
+        return;
+    __builtin_cpu_init();
+    const char *core = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        core = "Haswell";
+    if (core)
+        setenv("OPENBLAS_CORETYPE", core, 0);
+}
+#endif
+
 static void load(void)
 {
     void *h = open_module();
@@ -163,7 +236,8 @@ static void load(void)
          (p_ts_last_error = (const char *(*)(void))dlsym(h, "ts_last_error")) &&
          (p_ts_ref = (ts_tensor_t * (*)(ts_tensor_t *)) dlsym(h, "ts_ref")) &&
          (p_ts_free = (void (*)(ts_tensor_t *))dlsym(h, "ts_free")) &&
-         (p_ts_stream_free = (void (*)(ts_stream_t *))dlsym(h, "ts_stream_free"));
+         (p_ts_stream_free = (void (*)(ts_stream_t *))dlsym(h, "ts_stream_free")) &&
+         (p_ts_gen_free = (void (*)(ts_gen_t *))dlsym(h, "ts_gen_free"));
     if (!ok) {
         snprintf(load_error, sizeof load_error, "tensor backend module is incomplete: %s", dlerror());
         BASE_LOG(ERROR, "%s", load_error);
@@ -233,4 +307,10 @@ void ts_stream_free(ts_stream_t *s)
 {
     if (s && loaded)
         p_ts_stream_free(s);
+}
+
+void ts_gen_free(ts_gen_t *g)
+{
+    if (g && loaded)
+        p_ts_gen_free(g);
 }
