@@ -1,6 +1,6 @@
 /* Any thread. The one error table of weft: every function that can fail returns 0 or a
  * negative code from this table. Codes are grouped in bands per layer so a log line tells
- * which layer failed: base -1..-999, graph -1000, node -2000, tensor -3000, engine -4000,
+ * which layer failed: base -1..-999, graph -1000, node -2000 (models -2100), tensor -3000, engine -4000,
  * server -5000, auth -6000. Each row: name, HTTP status, message. */
 #ifndef WEFT_BASE_ERR_H
 #define WEFT_BASE_ERR_H
@@ -27,6 +27,9 @@
     XX(NODE_FAILED, -2000, 500, "node execution failed")                              \
     XX(NODE_INPUT, -2001, 400, "bad node input")                                      \
     XX(NODE_DUPLICATE, -2002, 500, "node class registered twice")                     \
+    XX(MODEL_FORMAT, -2100, 400, "malformed model file")                              \
+    XX(MODEL_LAYOUT, -2101, 400, "model tensors missing or of the wrong shape")       \
+    XX(TOKENIZER, -2102, 500, "tokenizer files missing or malformed")                 \
     XX(TENSOR, -3000, 500, "tensor operation failed")                                 \
     XX(TENSOR_NOTSUP, -3001, 501, "tensor backend not available")                     \
     XX(ENGINE_BUSY, -4000, 409, "engine is busy")                                     \
