@@ -42,6 +42,17 @@ int node_progress(node_ctx_t *ctx, uint64_t value, uint64_t max)
     return node_interrupted(ctx) ? BASE_E_INTERRUPTED : 0;
 }
 
+bool node_preview_wanted(const node_ctx_t *ctx)
+{
+    return ctx && ctx->preview_cb;
+}
+
+void node_preview_png(node_ctx_t *ctx, const void *png, size_t len)
+{
+    if (ctx && ctx->preview_cb && png && len)
+        ctx->preview_cb(ctx->engine, ctx->node_id, png, len);
+}
+
 node_value_t *node_in(const node_ctx_t *ctx, const char *name)
 {
     if (!ctx || !ctx->in)

@@ -229,6 +229,9 @@ struct node_ctx_s {
     void *engine;
     void (*progress_cb)(void *engine, const char *node_id, uint64_t value, uint64_t max);
     const atomic_bool *interrupt; /* may be NULL */
+    /* Sends an encoded preview image (PNG) of the running node to the submitting client;
+     * NULL when previews are off (weft serve --preview-method none, weft run). */
+    void (*preview_cb)(void *engine, const char *node_id, const void *png, size_t len);
     char err[1024];               /* message when execute fails */
     const char *err_type;         /* exception-like type name; NULL = "RuntimeError" */
 };
@@ -241,6 +244,11 @@ bool node_interrupted(const node_ctx_t *ctx);
 /* Reports progress; returns BASE_E_INTERRUPTED when an interrupt is pending (so a long
  * loop can `if ((rc = node_progress(...))) return rc;`), else 0. */
 int node_progress(node_ctx_t *ctx, uint64_t value, uint64_t max);
+
+/* True when previews are wanted (so a node skips computing them otherwise). */
+bool node_preview_wanted(const node_ctx_t *ctx);
+/* Hands an encoded PNG preview to the engine (borrowed; copied before return). */
+void node_preview_png(node_ctx_t *ctx, const void *png, size_t len);
 
 /* Input accessors by name (borrowed). The typed ones assume validation already ran; they
  * return 0/""/NULL when the input is absent or of another kind. */
@@ -276,5 +284,17 @@ json_t *node_registry_object_info(const node_registry_t *r, const node_env_t *en
 /* Built-in node tables, one per file (nodes/image/ *.c). */
 extern const node_def_t node_def_LoadImage, node_def_SaveImage, node_def_PreviewImage,
     node_def_ImageScale, node_def_ImageInvert, node_def_ImageBatch, node_def_EmptyImage;
+/* Loaded model files (checkpoints, VAEs) are cached by the process across prompts. Drops the
+ * cache's references (POST /free); models still held by cached outputs stay until those go. */
+void node_models_release(void);
+/* How many model files are cached and the bytes of their weights. */
+void node_models_stats(size_t *files, size_t *bytes);
+
+/* Stable Diffusion nodes (nodes/sd/node_*.c). */
+extern const node_def_t node_def_CheckpointLoaderSimple, node_def_VAELoader, node_def_CLIPTextEncode,
+    node_def_CLIPSetLastLayer, node_def_ConditioningCombine, node_def_EmptyLatentImage,
+    node_def_LatentUpscale, node_def_LatentUpscaleBy, node_def_SetLatentNoiseMask, node_def_VAEDecode,
+    node_def_VAEEncode, node_def_VAEDecodeTiled, node_def_KSampler,
+    node_def_KSamplerAdvanced;
 
 #endif
