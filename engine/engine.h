@@ -21,6 +21,9 @@ typedef struct eng_s eng_t;
  * "execution_interrupted"); data is the event payload, a NEW object the callback owns. Called
  * on the executing thread, in order. */
 typedef void (*eng_event_cb)(void *ud, const char *type, json_t *data);
+/* Receives a node's preview image (PNG bytes, borrowed for the call) on the executing
+ * thread. */
+typedef void (*eng_preview_cb)(void *ud, const char *node_id, const void *png, size_t len);
 
 typedef struct {
     const node_registry_t *reg; /* borrowed, outlives the engine */
@@ -38,6 +41,7 @@ typedef struct {
     char *const *outputs;          /* output node ids to execute */
     size_t n_outputs;
     eng_event_cb on_event;         /* may be NULL */
+    eng_preview_cb on_preview;     /* may be NULL: nodes then skip making previews */
     void *ud;
 } eng_job_t;
 

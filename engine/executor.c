@@ -133,6 +133,13 @@ static void on_progress(void *engine, const char *node_id, uint64_t value, uint6
         emit(R, "progress", eng__ev_progress(value, max, R->job->prompt_id, node_id), false);
 }
 
+static void on_preview(void *engine, const char *node_id, const void *png, size_t len)
+{
+    run_t *R = engine;
+    if (R->job->on_preview)
+        R->job->on_preview(R->job->ud, node_id, png, len);
+}
+
 /* ------------------------------------------------------------------ preparation */
 
 static int push_arg(run_t *R, arg_t a)
@@ -688,6 +695,7 @@ int eng_execute(eng_t *e, const eng_job_t *job, eng_result_t *r)
     R.ctx.extra_pnginfo = job->extra_pnginfo;
     R.ctx.engine = &R;
     R.ctx.progress_cb = on_progress;
+    R.ctx.preview_cb = job->on_preview ? on_preview : NULL;
     R.ctx.interrupt = &e->interrupt;
 
     if ((rc = begin(e, job->prompt_id))) {

@@ -26,6 +26,7 @@ typedef struct {
     int port;                /* default 8188; 0 = ephemeral (the chosen port is printed) */
     const char *base_dir;    /* default "weft-data" */
     size_t max_upload_mb;    /* default 100 */
+    bool previews;           /* --preview-method: latent previews while sampling (default on) */
     const char *frontend_dir; /* built editor files served at /; default "frontend/dist" if present */
     bool quiet;
     bool no_auth;             /* --no-auth: accepted only when listening on loopback */

@@ -17,6 +17,8 @@ static void usage(FILE *f)
           "  --port N                port (default 8188; 0 picks a free one, printed at start)\n"
           "  --base-dir DIR          models/, input/, output/, temp/, user/ and weft.db (default weft-data)\n"
           "  --max-upload-size MB    largest request body accepted (default 100)\n"
+          "  --preview-method M      latent previews while sampling: auto or latent2rgb (the\n"
+          "                          default: a cheap latent-to-RGB projection) or none\n"
           "  --frontend DIR          editor files served at / (default frontend/dist when present)\n"
           "  --no-auth               no authentication: every request acts as admin \"local\";\n"
           "                          refused unless --listen is a loopback address\n"
@@ -93,6 +95,7 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
     c->port = 8188;
     c->base_dir = "weft-data";
     c->max_upload_mb = 100;
+    c->previews = true;
     c->frontend_dir = is_dir("frontend/dist") ? "frontend/dist" : NULL;
     http_limits_init(&c->http);
     ws_limits_init(&c->ws);
@@ -143,6 +146,16 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
                 return 2;
             }
             c->max_upload_mb = (size_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--preview-method", &m)), m) {
+            if (v && (!strcmp(v, "auto") || !strcmp(v, "latent2rgb"))) {
+                c->previews = true;
+            } else if (v && !strcmp(v, "none")) {
+                c->previews = false;
+            } else {
+                fprintf(stderr, "weft serve: --preview-method must be auto, latent2rgb or none%s%s%s\n",
+                        v ? " (got '" : "", v ? v : "", v ? "')" : "");
+                return 2;
+            }
         } else if ((v = opt_value(argc, argv, &i, "--frontend", &m)), m) {
             if (!v || !*v) {
                 fprintf(stderr, "weft serve: --frontend needs a folder\n");

@@ -250,8 +250,8 @@ void srv__events_drain(srv_t *s)
                 break;
             case SRV_EV_PREVIEW:
                 if (s->ws)
-                    ws_send_binary(s->ws, prompt_target(ev->owner, ev->client_id, ev->prompt_id), ev->bin_type,
-                                   ev->bin.data, ev->bin.len);
+                    ws_send_preview(s->ws, prompt_target(ev->owner, ev->client_id, ev->prompt_id), ev->type,
+                                    ev->prompt_id, ev->bin_type, ev->bin.data, ev->bin.len);
                 break;
             case SRV_EV_DONE:
                 on_done(s, ev);

@@ -77,14 +77,37 @@ static void on_event(void *ud, const char *type, json_t *data)
         srv_events_post(c->s, ev);
 }
 
+/* A preview frame travels to the loop as the image bytes plus the ComfyUI type-4 metadata;
+ * the loop picks type 1 or 4 per socket (ws_send_preview). */
+static void on_preview(void *ud, const char *node_id, const void *png, size_t len)
+{
+    run_ctx_t *c = ud;
+    srv_ev_t *ev = ev_new(SRV_EV_PREVIEW, c->it);
+    if (!ev)
+        return; /* a preview is best effort */
+    ev->type = strdup(node_id ? node_id : "");
+    if (!ev->type || base_buf_append(&ev->bin, png, len)) {
+        free(ev->type);
+        base_buf_free(&ev->bin);
+        free(ev->prompt_id);
+        free(ev->client_id);
+        free(ev);
+        return;
+    }
+    ev->bin_type = 2; /* PNG */
+    srv_events_post(c->s, ev);
+}
+
 /* POST /free flags, consumed while this thread owns the engine (it holds the running item). */
 static void apply_free(srv_t *s)
 {
     bool models = atomic_exchange(&s->free_models, false);
     bool memory = atomic_exchange(&s->free_memory, false);
     /* Loaded models live in the output cache, so unloading them is clearing it too. */
-    if (models || memory)
+    if (models || memory) {
         eng_cache_clear(s->eng);
+        node_models_release();
+    }
 }
 
 void *srv_worker_main(void *arg)
@@ -107,6 +130,7 @@ void *srv_worker_main(void *arg)
             .outputs = it->outputs,
             .n_outputs = it->n_outputs,
             .on_event = on_event,
+            .on_preview = s->cfg.previews ? on_preview : NULL,
             .ud = &c,
         };
         eng_execute(s->eng, &job, &done->result);

@@ -55,6 +55,12 @@ void ws_send_json(ws_hub_t *h, ws_target_t to, const char *type, const json_t *d
 /* Sends a binary frame: 4-byte big-endian event type then payload. */
 void ws_send_binary(ws_hub_t *h, ws_target_t to, uint32_t event, const void *payload, size_t n);
 
+/* Sends a preview image of node_id: a type-4 frame (PREVIEW_IMAGE_WITH_METADATA) to sockets
+ * that negotiated supports_preview_metadata, else type 1 (PREVIEW_IMAGE). format: 1 JPEG,
+ * 2 PNG. */
+void ws_send_preview(ws_hub_t *h, ws_target_t to, const char *node_id, const char *prompt_id,
+                     uint32_t format, const void *img, size_t n);
+
 /* Closes (1008 policy violation) every socket authenticated as user (when non-NULL) or with
  * the API key key_id (when non-NULL): revocation reaches open sockets at once. */
 void ws_close_principal(ws_hub_t *h, const char *user, const char *key_id);

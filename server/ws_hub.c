@@ -608,6 +608,63 @@ void ws_send_binary(ws_hub_t *h, ws_target_t to, uint32_t event, const void *pay
     free(buf);
 }
 
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+void ws_send_preview(ws_hub_t *h, ws_target_t to, const char *node_id, const char *prompt_id,
+                     uint32_t format, const void *img, size_t n)
+{
+    if (!h || h->freed || !img || !n)
+        return;
+    json_t *meta = json_new_object();
+    const char *nid = node_id ? node_id : "";
+    if (!meta || json_object_set(meta, "node_id", json_new_string(nid)) ||
+        json_object_set(meta, "prompt_id", json_new_string(prompt_id ? prompt_id : "")) ||
+        json_object_set(meta, "display_node_id", json_new_string(nid)) ||
+        json_object_set(meta, "parent_node_id", json_new_null()) ||
+        json_object_set(meta, "real_node_id", json_new_string(nid)) ||
+        json_object_set(meta, "image_type", json_new_string(format == 1 ? "image/jpeg" : "image/png"))) {
+        json_free(meta);
+        return;
+    }
+    char *mj = json_dump(meta, JSON_PYTHON);
+    json_free(meta);
+    size_t ml = mj ? strlen(mj) : 0;
+    unsigned char *plain = malloc(8 + n), *tagged = mj ? malloc(8 + ml + n) : NULL;
+    if (!plain || !tagged) {
+        BASE_LOG(ERROR, "ws: out of memory for a %zu-byte preview", n);
+        free(plain);
+        free(tagged);
+        free(mj);
+        return;
+    }
+    put_be32(plain, 1);
+    put_be32(plain + 4, format);
+    memcpy(plain + 8, img, n);
+    put_be32(tagged, 4);
+    put_be32(tagged + 4, (uint32_t)ml);
+    memcpy(tagged + 8, mj, ml);
+    memcpy(tagged + 8 + ml, img, n);
+    for (ws_sock_t *k = h->head; k; k = k->next) {
+        if (!sock_matches(k, to))
+            continue;
+        const json_t *f = k->flags ? json_object_get(k->flags, "supports_preview_metadata") : NULL;
+        bool meta_ok = f && f->type == JSON_BOOL && f->u.b;
+        if (meta_ok)
+            sock_queue(k, WSLAY_BINARY_FRAME, tagged, 8 + ml + n);
+        else
+            sock_queue(k, WSLAY_BINARY_FRAME, plain, 8 + n);
+    }
+    free(plain);
+    free(tagged);
+    free(mj);
+}
+
 /* Closes the open sockets one of user, key_id or session_id (when set) matches. */
 static void close_matching(ws_hub_t *h, const char *user, const char *key_id, int64_t session_id)
 {

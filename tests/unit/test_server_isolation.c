@@ -70,6 +70,18 @@ void ws_send_binary(ws_hub_t *h, ws_target_t to, uint32_t event, const void *pay
     record(to, "<binary>");
 }
 
+void ws_send_preview(ws_hub_t *h, ws_target_t to, const char *node_id, const char *prompt_id, uint32_t format,
+                     const void *img, size_t n)
+{
+    (void)h;
+    (void)node_id;
+    (void)prompt_id;
+    (void)format;
+    (void)img;
+    (void)n;
+    record(to, "<binary>");
+}
+
 /* The gate's client address, replaced for the same reason (auth_gate.o would bring the
  * router and with it the hub): the peer without its port. */
 void srv__client_ip(const srv_t *s, const http_req_t *req, char out[64])
