@@ -1,5 +1,6 @@
 # A thin layer over CMake: the two commands of the README.
-#   make run   set up, build (release) and start `weft serve` on 127.0.0.1:8188
+#   make run   set up, build (release), write the demo checkpoint once and start `weft serve`
+#              on 127.0.0.1:8188
 #   make test  set up, build with AddressSanitizer + UBSan and run every test (C unit tests,
 #              then the end-to-end tests of `weft serve` in tests/e2e with node --test)
 BUILD      ?= build
@@ -18,7 +19,10 @@ build: setup
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
+# The first run writes the random tiny demo checkpoint (it draws noise; real checkpoints go in
+# $(BASE_DIR)/models/checkpoints/), so the standard txt2img workflow runs out of the box.
 run: build
+	@$(BUILD)/weft demo-model --base-dir $(BASE_DIR) >/dev/null
 	$(BUILD)/weft serve --base-dir $(BASE_DIR)
 
 test: setup

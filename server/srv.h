@@ -43,5 +43,6 @@ void srv_progress_event(void *ud, const char *type, json_t *data);
 int srv_cmd_run(int argc, char **argv);
 int srv_cmd_validate(int argc, char **argv);
 int srv_cmd_nodes(int argc, char **argv);
+int srv_cmd_demo_model(int argc, char **argv);
 
 #endif
