@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include "graphs_testkit.h"
+#include "path.h"
 
 /* The JSON written inline with J(...) is laid out by hand. */
 /* clang-format off */
@@ -151,6 +152,54 @@ static void test_batch_api(void **state)
     json_free(p);
 }
 
+/* The Stable Diffusion workflows: the editor files convert to the API files, and both validate
+ * once the demo checkpoint name and the source image exist (validation only lists files). */
+static void sd_files(void)
+{
+    char p[4200];
+    assert_int_equal(base_path_mkdirs(base, "models/checkpoints"), 0);
+    assert_int_equal(base_path_mkdirs(base, "input"), 0);
+    snprintf(p, sizeof p, "%s/checkpoints/weft-demo-tiny.safetensors", env.models_dir);
+    tu_write_file(p, "x", 1);
+    snprintf(p, sizeof p, "%s/example.png", env.input_dir);
+    tu_write_file(p, "x", 1);
+}
+
+static void check_sd(const char *ui_file, const char *api_file, const char *outputs)
+{
+    sd_files();
+    json_t *w = load(ui_file), *api = load(api_file), *p;
+    char err[256];
+    assert_int_equal(graph_convert_ui(w, reg, &env, &p, err, sizeof err), 0);
+    if (!json_equal(p, api)) {
+        char *got = json_dump(p, JSON_COMPACT);
+        fail_msg("%s converts to %s", ui_file, got);
+    }
+    outcome_t o;
+    validate_json(api, &o);
+    if (o.rc) {
+        char *e = json_dump(o.res.node_errors, JSON_COMPACT);
+        fail_msg("%s: %s", api_file, e);
+    }
+    expect_outputs(&o, outputs);
+    outcome_free(&o);
+    json_free(p);
+    json_free(api);
+    json_free(w);
+}
+
+static void test_sd_txt2img(void **state)
+{
+    (void)state;
+    check_sd("workflows/txt2img.ui.json", "workflows/txt2img.api.json", J(["9"]));
+}
+
+static void test_sd_img2img(void **state)
+{
+    (void)state;
+    check_sd("workflows/img2img.ui.json", "workflows/img2img.api.json", J(["9"]));
+}
+
 static void test_broken_cycle(void **state)
 {
     (void)state;
@@ -221,6 +270,8 @@ int main(void)
         cmocka_unit_test(test_invert_api),
         cmocka_unit_test(test_invert_ui),
         cmocka_unit_test(test_batch_api),
+        cmocka_unit_test(test_sd_txt2img),
+        cmocka_unit_test(test_sd_img2img),
         cmocka_unit_test(test_broken_cycle),
         cmocka_unit_test(test_broken_missing_input),
         cmocka_unit_test(test_broken_type_mismatch),
