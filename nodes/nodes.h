@@ -287,8 +287,12 @@ extern const node_def_t node_def_LoadImage, node_def_SaveImage, node_def_Preview
 /* Loaded model files (checkpoints, VAEs) are cached by the process across prompts. Drops the
  * cache's references (POST /free); models still held by cached outputs stay until those go. */
 void node_models_release(void);
-/* How many model files are cached and the bytes of their weights. */
+/* How many models are resident and the bytes of their weights. */
 void node_models_stats(size_t *files, size_t *bytes);
+/* The model memory budget in bytes (0 = unlimited; default half of physical memory). Least
+ * recently used models not in use are unloaded to stay within it. */
+void node_models_set_budget(size_t bytes);
+size_t node_models_budget(void);
 
 /* Stable Diffusion nodes (nodes/sd/node_*.c). */
 extern const node_def_t node_def_CheckpointLoaderSimple, node_def_VAELoader, node_def_CLIPTextEncode,

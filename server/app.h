@@ -27,6 +27,7 @@ typedef struct {
     const char *base_dir;    /* default "weft-data" */
     size_t max_upload_mb;    /* default 100 */
     bool previews;           /* --preview-method: latent previews while sampling (default on) */
+    size_t model_memory_mb;  /* --model-memory: 0 = the default (half of RAM) */
     const char *frontend_dir; /* built editor files served at /; default "frontend/dist" if present */
     bool quiet;
     bool no_auth;             /* --no-auth: accepted only when listening on loopback */

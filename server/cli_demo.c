@@ -66,15 +66,17 @@ static int write_tokenizer(const char *dir)
         }
     const char *tail = "\"<|startoftext|>\": 49406, \"<|endoftext|>\": 49407}\n";
     rc = rc || base_buf_append(&v, tail, strlen(tail));
-    char path[PATH_MAX];
+    char path[PATH_MAX + 16];
     FILE *f = NULL;
-    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/vocab.json", dir) >= sizeof path)
+        rc = BASE_E_IO;
     if (!rc && (!(f = fopen(path, "wb")) || fwrite(v.data, 1, v.len, f) != v.len))
         rc = BASE_E_IO;
     if (f && fclose(f) != 0)
         rc = BASE_E_IO;
     base_buf_free(&v);
-    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    if (!rc && (size_t)snprintf(path, sizeof path, "%s/merges.txt", dir) >= sizeof path)
+        rc = BASE_E_IO;
     if (!rc && (!(f = fopen(path, "wb")) || fputs("#version: 0.2\n", f) < 0 || fclose(f) != 0))
         rc = BASE_E_IO;
     return rc ? BASE_E_IO : 0;
@@ -125,8 +127,13 @@ int srv_cmd_demo_model(int argc, char **argv)
     if (rc)
         return 1;
     char path[PATH_MAX], tok[PATH_MAX], err[512] = "";
-    snprintf(path, sizeof path, "%s/checkpoints/weft-demo-%s.safetensors", env.models_dir, size);
-    snprintf(tok, sizeof tok, "%s/checkpoints/weft-demo-%s.tokenizer", env.models_dir, size);
+    if ((size_t)snprintf(path, sizeof path, "%s/checkpoints/weft-demo-%s.safetensors", env.models_dir, size) >=
+            sizeof path ||
+        (size_t)snprintf(tok, sizeof tok, "%s/checkpoints/weft-demo-%s.tokenizer", env.models_dir, size) >= sizeof tok) {
+        fprintf(stderr, "weft demo-model: the base dir path is too long\n");
+        srv_env_close(&env);
+        return 2;
+    }
     struct stat st;
     if (!force && stat(path, &st) == 0) {
         printf("%s exists\n", path);

@@ -19,6 +19,8 @@ static void usage(FILE *f)
           "  --max-upload-size MB    largest request body accepted (default 100)\n"
           "  --preview-method M      latent previews while sampling: auto or latent2rgb (the\n"
           "                          default: a cheap latent-to-RGB projection) or none\n"
+          "  --model-memory MB       memory for loaded models (default: half of RAM); the least\n"
+          "                          recently used models not in use are unloaded to stay within it\n"
           "  --frontend DIR          editor files served at / (default frontend/dist when present)\n"
           "  --no-auth               no authentication: every request acts as admin \"local\";\n"
           "                          refused unless --listen is a loopback address\n"
@@ -146,6 +148,13 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
                 return 2;
             }
             c->max_upload_mb = (size_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--model-memory", &m)), m) {
+            if (!parse_int(v, 1, 1ll << 30, &n)) {
+                fprintf(stderr, "weft serve: --model-memory needs a whole number of MB%s%s%s\n", v ? " (got '" : "",
+                        v ? v : "", v ? "')" : "");
+                return 2;
+            }
+            c->model_memory_mb = (size_t)n;
         } else if ((v = opt_value(argc, argv, &i, "--preview-method", &m)), m) {
             if (v && (!strcmp(v, "auto") || !strcmp(v, "latent2rgb"))) {
                 c->previews = true;

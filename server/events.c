@@ -85,9 +85,11 @@ void srv__free_if_idle(srv_t *s)
     if (!s->queue.running) {
         bool models = atomic_exchange(&s->free_models, false);
         bool memory = atomic_exchange(&s->free_memory, false);
-        /* Loaded models live in the output cache, so unloading them is clearing it too. */
-        if (models || memory)
+        /* Cached outputs hold model handles, not weights: unloading models leaves the cache. */
+        if (memory)
             eng_cache_clear(s->eng);
+        if (models || memory)
+            node_models_release();
     }
     pthread_mutex_unlock(&s->queue.mu);
 }

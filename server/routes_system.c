@@ -163,6 +163,20 @@ void srv_h_system_stats(srv_t *s, http_req_t *req, http_res_t *res)
         ok = json_object_set(root, "devices", devices) == 0 && ok;
         devices = NULL;
     }
+    /* weft's own: the models the cache holds in memory and its budget. */
+    size_t files = 0, bytes = 0;
+    node_models_stats(&files, &bytes);
+    json_t *models = json_new_object();
+    if (models && (json_object_set(models, "loaded", json_new_uint(files)) ||
+                   json_object_set(models, "bytes", json_new_uint(bytes)) ||
+                   json_object_set(models, "budget", json_new_uint(node_models_budget())))) {
+        json_free(models);
+        models = NULL;
+    }
+    if (root && models)
+        ok = json_object_set(root, "models", models) == 0 && ok;
+    else
+        json_free(models);
     json_free(sys);
     json_free(dev);
     json_free(devices);

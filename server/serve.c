@@ -278,6 +278,8 @@ int srv_cmd_serve(int argc, char **argv)
 
     if ((rc = srv_env_open(&s->env, s->cfg.base_dir)))
         goto out; /* srv_env_open printed why */
+    if (s->cfg.model_memory_mb)
+        node_models_set_budget(s->cfg.model_memory_mb << 20);
     if ((rc = node_registry_new(&s->reg)) || (rc = node_registry_add_builtins(s->reg))) {
         fprintf(stderr, "weft serve: node registry: %s\n", base_strerror(rc));
         goto out;

@@ -103,11 +103,11 @@ static void apply_free(srv_t *s)
 {
     bool models = atomic_exchange(&s->free_models, false);
     bool memory = atomic_exchange(&s->free_memory, false);
-    /* Loaded models live in the output cache, so unloading them is clearing it too. */
-    if (models || memory) {
+    /* Cached outputs hold model handles, not weights: unloading models leaves the cache. */
+    if (memory)
         eng_cache_clear(s->eng);
+    if (models || memory)
         node_models_release();
-    }
 }
 
 void *srv_worker_main(void *arg)

@@ -325,10 +325,22 @@ static ts_tensor_t **cond_list(const node_value_t *v, size_t *n)
     return l;
 }
 
+static int ksample_pinned(node_ctx_t *ctx, const sdn_sample_req_t *q);
+
 int sdn_ksample(node_ctx_t *ctx, const sdn_sample_req_t *q)
 {
-    if (!q->model || !q->model->ck || !q->model->ck->unet)
+    if (!q->model || !q->model->ck || !(q->model->ck->have & SDN_UNET))
         return node_fail(ctx, "model input is invalid");
+    if (sdn_use(q->model->ck, ctx->err, sizeof ctx->err))
+        return BASE_E_NODE_FAILED;
+    int rc = ksample_pinned(ctx, q);
+    sdn_unuse(q->model->ck);
+    return rc;
+}
+
+/* The sampling itself, with the model's weights pinned in memory. */
+static int ksample_pinned(node_ctx_t *ctx, const sdn_sample_req_t *q)
+{
     const sdn_ckpt_t *ck = q->model->ck;
     ts_tensor_t *samples = sdn_latent_samples(q->latent);
     if (!samples || ts_ndim(samples) != 4)

@@ -1,12 +1,16 @@
-/* Loaded checkpoints and tokenizers, shared by every prompt of the process.
+/* Loaded models, shared by every prompt of the process, within a memory budget.
  *
- * A checkpoint is keyed by its file identity (device, inode, size, mtime) and the components
- * asked for, so a replaced file is reloaded and two prompts naming the same file share one
- * copy. The cache keeps the SDN_CACHE_FILES most recently used files; values hold their own
- * references, so evicting never frees a model a running prompt uses. (A memory budget
- * replaces the count once model memory management lands.) Loads run under the cache lock:
- * a second prompt asking for the same file waits for the first load instead of reading the
- * file twice. */
+ * A model value (MODEL, CLIP, VAE) holds a holder (sdn_ckpt_t), not the weights: the cache
+ * decides which holders are resident. Nodes pin a holder while they compute (sdn_use /
+ * sdn_unuse); when a load would exceed the budget (weft serve --model-memory), the least
+ * recently used unpinned holders are unloaded; their values stay valid and load the weights
+ * again on the next use. A pinned holder (a model a running node uses) is never unloaded, so
+ * the budget can be exceeded when the models in use alone exceed it (logged).
+ *
+ * Holders are keyed by file identity (device, inode, size, mtime) and the components asked
+ * for: a replaced file is reloaded, and two prompts naming the same file share one copy. The
+ * cache lock is held during loads, so a second prompt asking for the same file waits for the
+ * first load instead of reading the file twice. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -14,25 +18,76 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "sd/sd_nodes.h"
 
-#define SDN_CACHE_FILES 2
-
-typedef struct {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-    unsigned want;
-    sdn_ckpt_t *ck; /* the cache's reference */
-    uint64_t used;  /* LRU clock */
-} slot_t;
-
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static slot_t slots[SDN_CACHE_FILES];
+static sdn_ckpt_t *holders; /* every live holder (weak: a holder unlinks itself when freed) */
 static uint64_t clock_;
+static size_t budget; /* 0 = unlimited */
+
+/* Default budget: half of physical memory, set once. */
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+static bool budget_set;
+
+static void default_budget(void)
+{
+    if (budget_set)
+        return;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0)
+        budget = (size_t)pages * (size_t)psz / 2;
+}
+
+void sdn_cache_set_budget(size_t bytes)
+{
+    pthread_mutex_lock(&mu);
+    budget = bytes;
+    budget_set = true;
+    pthread_mutex_unlock(&mu);
+}
+
+size_t sdn_cache_budget(void)
+{
+    pthread_once(&budget_once, default_budget);
+    pthread_mutex_lock(&mu);
+    size_t b = budget;
+    pthread_mutex_unlock(&mu);
+    return b;
+}
+
+static void unload_locked(sdn_ckpt_t *c)
+{
+    sd_unet_free(c->unet);
+    sd_clip_free(c->clip);
+    sd_vae_free(c->vae);
+    c->unet = NULL;
+    c->clip = NULL;
+    c->vae = NULL;
+    c->resident = false;
+}
+
+sdn_ckpt_t *sdn_ckpt_new(const char *path, const char *name)
+{
+    sdn_ckpt_t *c = calloc(1, sizeof *c);
+    if (!c || !(c->path = strdup(path ? path : "")) || !(c->name = strdup(name ? name : ""))) {
+        if (c)
+            free(c->path);
+        free(c);
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    sd_sched_init(&c->sched);
+    pthread_mutex_lock(&mu);
+    c->next = holders;
+    if (holders)
+        holders->prev = c;
+    holders = c;
+    pthread_mutex_unlock(&mu);
+    return c;
+}
 
 sdn_ckpt_t *sdn_ckpt_ref(sdn_ckpt_t *c)
 {
@@ -41,16 +96,90 @@ sdn_ckpt_t *sdn_ckpt_ref(sdn_ckpt_t *c)
     return c;
 }
 
+/* A reference to a holder found in the list, unless its last reference is already being
+ * dropped (its count reached 0 and it is waiting for the lock to unlink itself). */
+static bool ref_if_alive(sdn_ckpt_t *c)
+{
+    int n = atomic_load(&c->refs);
+    while (n > 0)
+        if (atomic_compare_exchange_weak(&c->refs, &n, n + 1))
+            return true;
+    return false;
+}
+
 void sdn_ckpt_unref(sdn_ckpt_t *c)
 {
     if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
         return;
-    sd_unet_free(c->unet);
-    sd_clip_free(c->clip);
-    sd_vae_free(c->vae);
+    pthread_mutex_lock(&mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (holders == c)
+        holders = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&mu);
+    unload_locked(c); /* no one else can reach it any more */
+    if (c->reload_ctx_free)
+        c->reload_ctx_free(c->reload_ctx);
     free(c->path);
     free(c->name);
     free(c);
+}
+
+/* Resident bytes of all holders. */
+static size_t resident_bytes_locked(void)
+{
+    size_t b = 0;
+    for (sdn_ckpt_t *c = holders; c; c = c->next)
+        if (c->resident)
+            b += c->bytes;
+    return b;
+}
+
+/* Unloads least recently used unpinned holders until `need` more bytes fit. The cache's
+ * references of the unloaded holders are returned in *drop (released after unlocking: the
+ * last release frees the holder, which takes the lock). */
+static size_t make_room_locked(size_t need, const sdn_ckpt_t *keep, sdn_ckpt_t **drop, size_t cap)
+{
+    pthread_once(&budget_once, default_budget);
+    size_t n = 0;
+    while (budget && resident_bytes_locked() + need > budget && n < cap) {
+        sdn_ckpt_t *victim = NULL;
+        for (sdn_ckpt_t *c = holders; c; c = c->next)
+            if (c->resident && c->pins == 0 && !c->pinned_forever && c != keep && (!victim || c->used < victim->used))
+                victim = c;
+        if (!victim)
+            break;
+        BASE_LOG(INFO, "unloading %s (%.1f MB) to stay within the model memory budget", victim->name,
+                 (double)victim->bytes / 1e6);
+        unload_locked(victim);
+        drop[n++] = victim;
+    }
+    if (budget && resident_bytes_locked() + need > budget)
+        BASE_LOG(WARN, "models in use need %.1f MB, over the %.1f MB model memory budget",
+                 (double)(resident_bytes_locked() + need) / 1e6, (double)budget / 1e6);
+    return n;
+}
+
+static void drop_all(sdn_ckpt_t **drop, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sdn_ckpt_unref(drop[i]);
+}
+
+void sdn_ckpt_adopt(sdn_ckpt_t *c)
+{
+    sdn_ckpt_t *drop[64];
+    pthread_mutex_lock(&mu);
+    size_t n = make_room_locked(c->bytes, c, drop, 64);
+    if (!c->resident) {
+        c->resident = true;
+        sdn_ckpt_ref(c); /* the cache's reference while resident */
+    }
+    c->used = ++clock_;
+    pthread_mutex_unlock(&mu);
+    drop_all(drop, n);
 }
 
 /* The key prefix of a component in f, or NULL when f does not have it. */
@@ -85,63 +214,104 @@ static void warn_unused(const char *path, const char *what, const sdw_t *w)
     free(names);
 }
 
-static int load(const char *path, const char *name, unsigned want, unsigned need, sdn_ckpt_t **out,
-                char *err, size_t errsz)
+/* Loads c->want from c->path into c (components must be unloaded). */
+static int load_file(sdn_ckpt_t *c, unsigned need, char *err, size_t errsz)
 {
     st_file_t *f = NULL;
-    int rc = st_open(&f, path, err, errsz);
+    int rc = st_open(&f, c->path, err, errsz);
     if (rc)
         return rc;
-    sdn_ckpt_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(path)) || !(c->name = strdup(name))) {
-        if (c)
-            free(c->path);
-        free(c);
-        st_close(f);
-        snprintf(err, errsz, "out of memory");
-        return BASE_E_NOMEM;
-    }
-    atomic_init(&c->refs, 1);
-    sd_sched_init(&c->sched);
     const char *pu = unet_prefix(f), *pc = clip_prefix(f), *pv = vae_prefix(f);
-    unsigned have = (pu ? SDN_UNET : 0) | (pc ? SDN_CLIP : 0) | (pv ? SDN_VAE : 0);
-    if ((need & have) != need) {
-        unsigned miss = need & ~have;
-        snprintf(err, errsz, "%s has no %s weights (expected keys starting with '%s')", name,
+    c->have = (pu ? SDN_UNET : 0) | (pc ? SDN_CLIP : 0) | (pv ? SDN_VAE : 0);
+    if ((need & c->have) != need) {
+        unsigned miss = need & ~c->have;
+        snprintf(err, errsz, "%s has no %s weights (expected keys starting with '%s')", c->name,
                  miss & SDN_UNET ? "UNet" : miss & SDN_CLIP ? "CLIP text encoder" : "VAE",
                  miss & SDN_UNET ? "model.diffusion_model." : miss & SDN_CLIP ? "cond_stage_model." : "first_stage_model.");
-        rc = BASE_E_MODEL_LAYOUT;
-        goto fail;
+        st_close(f);
+        return BASE_E_MODEL_LAYOUT;
     }
     sdw_t *w = NULL;
-    if ((want & SDN_UNET) && pu) {
+    size_t bytes = 0;
+    if ((c->want & SDN_UNET) && pu) {
         if ((rc = sdw_from_file(&w, f, pu, err, errsz)) ||
             (rc = sd_unet_load(&c->unet, w, st_meta(f, "unet.num_heads"), st_meta(f, "unet.num_head_channels"), err,
                                errsz)))
             goto fail;
-        warn_unused(name, "UNet", sd_unet_weights(c->unet));
-        c->bytes += sdw_bytes(sd_unet_weights(c->unet));
+        warn_unused(c->name, "UNet", sd_unet_weights(c->unet));
+        bytes += sdw_bytes(sd_unet_weights(c->unet));
     }
-    if ((want & SDN_CLIP) && pc) {
+    if ((c->want & SDN_CLIP) && pc) {
         if ((rc = sdw_from_file(&w, f, pc, err, errsz)) ||
             (rc = sd_clip_load(&c->clip, w, st_meta(f, "clip.num_heads"), err, errsz)))
             goto fail;
-        warn_unused(name, "CLIP", sd_clip_weights(c->clip));
-        c->bytes += sdw_bytes(sd_clip_weights(c->clip));
+        warn_unused(c->name, "CLIP", sd_clip_weights(c->clip));
+        bytes += sdw_bytes(sd_clip_weights(c->clip));
     }
-    if ((want & SDN_VAE) && pv) {
+    if ((c->want & SDN_VAE) && pv) {
         if ((rc = sdw_from_file(&w, f, pv, err, errsz)) || (rc = sd_vae_load(&c->vae, w, err, errsz)))
             goto fail;
-        warn_unused(name, "VAE", sd_vae_weights(c->vae));
-        c->bytes += sdw_bytes(sd_vae_weights(c->vae));
+        warn_unused(c->name, "VAE", sd_vae_weights(c->vae));
+        bytes += sdw_bytes(sd_vae_weights(c->vae));
     }
     st_close(f); /* the tensors keep the mapping alive */
-    *out = c;
+    c->bytes = bytes;
     return 0;
 fail:
     st_close(f);
-    sdn_ckpt_unref(c);
+    unload_locked(c);
     return rc;
+}
+
+/* Makes c resident (under the lock). */
+static int ensure_resident_locked(sdn_ckpt_t *c, unsigned need, sdn_ckpt_t **drop, size_t *ndrop, char *err,
+                                  size_t errsz)
+{
+    if (c->resident)
+        return 0;
+    if (c->pinned_forever) {
+        snprintf(err, errsz, "%s was unloaded and cannot be rebuilt", c->name);
+        return BASE_E_NOENT;
+    }
+    *ndrop += make_room_locked(c->bytes, c, drop + *ndrop, 64 - *ndrop);
+    int rc = c->reload ? c->reload(c, err, errsz) : load_file(c, need, err, errsz);
+    if (rc)
+        return rc;
+    c->resident = true;
+    sdn_ckpt_ref(c);
+    /* The estimate may have been low (first load): trim again now the size is known. */
+    *ndrop += make_room_locked(0, c, drop + *ndrop, 64 - *ndrop);
+    BASE_LOG(INFO, "loaded %s (%.1f MB of weights)", c->name, (double)c->bytes / 1e6);
+    return 0;
+}
+
+int sdn_use(sdn_ckpt_t *c, char *err, size_t errsz)
+{
+    if (!c) {
+        snprintf(err, errsz, "no model");
+        return BASE_E_INVAL;
+    }
+    sdn_ckpt_t *drop[64];
+    size_t n = 0;
+    pthread_mutex_lock(&mu);
+    int rc = ensure_resident_locked(c, 0, drop, &n, err, errsz);
+    if (!rc) {
+        c->pins++;
+        c->used = ++clock_;
+    }
+    pthread_mutex_unlock(&mu);
+    drop_all(drop, n);
+    return rc;
+}
+
+void sdn_unuse(sdn_ckpt_t *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&mu);
+    if (c->pins > 0)
+        c->pins--;
+    pthread_mutex_unlock(&mu);
 }
 
 int sdn_ckpt_get(const char *path, const char *name, unsigned want, unsigned need, sdn_ckpt_t **out,
@@ -157,51 +327,66 @@ int sdn_ckpt_get(const char *path, const char *name, unsigned want, unsigned nee
         snprintf(err, errsz, "%s is not a file", name);
         return BASE_E_INVAL;
     }
+    sdn_ckpt_t *drop[64], *c = NULL;
+    size_t n = 0;
     pthread_mutex_lock(&mu);
-    slot_t *hit = NULL, *victim = &slots[0];
-    for (size_t i = 0; i < SDN_CACHE_FILES; i++) {
-        slot_t *s = &slots[i];
-        if (s->ck && s->dev == st.st_dev && s->ino == st.st_ino && s->size == st.st_size &&
-            s->mtime.tv_sec == st.st_mtim.tv_sec && s->mtime.tv_nsec == st.st_mtim.tv_nsec &&
-            (s->want & want) == want) {
-            hit = s;
+    for (sdn_ckpt_t *h = holders; h; h = h->next)
+        if (!h->reload && !h->pinned_forever && h->ino == st.st_ino && h->dev == st.st_dev &&
+            h->size == st.st_size && h->mtime.tv_sec == st.st_mtim.tv_sec &&
+            h->mtime.tv_nsec == st.st_mtim.tv_nsec && (h->want & want) == want && (h->have & need) == need &&
+            ref_if_alive(h)) {
+            c = h;
             break;
         }
-        if (!s->ck || (victim->ck && s->used < victim->used))
-            victim = s;
-    }
-    int rc = 0;
-    if (hit) {
-        hit->used = ++clock_;
-        *out = sdn_ckpt_ref(hit->ck);
-    } else if (!(rc = load(path, name, want, need, out, err, errsz))) {
-        sdn_ckpt_unref(victim->ck); /* models in use stay alive through their values */
-        *victim = (slot_t){.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim,
-                           .want = want, .ck = sdn_ckpt_ref(*out), .used = ++clock_};
-        BASE_LOG(INFO, "loaded %s (%.1f MB of weights)", name, (double)(*out)->bytes / 1e6);
-    }
     pthread_mutex_unlock(&mu);
-    return rc;
+    if (!c) {
+        if (!(c = sdn_ckpt_new(path, name))) {
+            snprintf(err, errsz, "out of memory");
+            return BASE_E_NOMEM;
+        }
+        c->want = want;
+        c->dev = st.st_dev;
+        c->ino = st.st_ino;
+        c->size = st.st_size;
+        c->mtime = st.st_mtim;
+        c->bytes = (size_t)st.st_size; /* an estimate until loaded (F16 files grow to twice this) */
+    }
+    pthread_mutex_lock(&mu);
+    int rc = ensure_resident_locked(c, need, drop, &n, err, errsz);
+    if (!rc)
+        c->used = ++clock_;
+    pthread_mutex_unlock(&mu);
+    drop_all(drop, n);
+    if (rc) {
+        sdn_ckpt_unref(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
 }
 
 void sdn_cache_clear(void)
 {
+    sdn_ckpt_t *drop[256];
+    size_t n = 0;
     pthread_mutex_lock(&mu);
-    for (size_t i = 0; i < SDN_CACHE_FILES; i++) {
-        sdn_ckpt_unref(slots[i].ck);
-        slots[i] = (slot_t){0};
-    }
+    for (sdn_ckpt_t *c = holders; c && n < 256; c = c->next)
+        if (c->resident && c->pins == 0 && !c->pinned_forever) {
+            unload_locked(c);
+            drop[n++] = c;
+        }
     pthread_mutex_unlock(&mu);
+    drop_all(drop, n);
 }
 
 void sdn_cache_stats(size_t *files, size_t *bytes)
 {
     size_t n = 0, b = 0;
     pthread_mutex_lock(&mu);
-    for (size_t i = 0; i < SDN_CACHE_FILES; i++)
-        if (slots[i].ck) {
+    for (sdn_ckpt_t *c = holders; c; c = c->next)
+        if (c->resident) {
             n++;
-            b += slots[i].ck->bytes;
+            b += c->bytes;
         }
     pthread_mutex_unlock(&mu);
     if (files)
@@ -218,6 +403,16 @@ void node_models_release(void)
 void node_models_stats(size_t *files, size_t *bytes)
 {
     sdn_cache_stats(files, bytes);
+}
+
+void node_models_set_budget(size_t bytes)
+{
+    sdn_cache_set_budget(bytes);
+}
+
+size_t node_models_budget(void)
+{
+    return sdn_cache_budget();
 }
 
 /* ------------------------------------------------------------------ tokenizers */

@@ -53,8 +53,8 @@ static int ckpt_execute(node_ctx_t *ctx)
     if (rc)
         return BASE_E_NODE_FAILED;
     node_value_t *m = sdn_model_value(sdn_ckpt_ref(ck));
-    node_value_t *c = ck->clip ? sdn_clip_value(sdn_ckpt_ref(ck), -1) : node_value_none();
-    node_value_t *v = ck->vae ? sdn_vae_value(sdn_ckpt_ref(ck)) : node_value_none();
+    node_value_t *c = ck->have & SDN_CLIP ? sdn_clip_value(sdn_ckpt_ref(ck), -1) : node_value_none();
+    node_value_t *v = ck->have & SDN_VAE ? sdn_vae_value(sdn_ckpt_ref(ck)) : node_value_none();
     sdn_ckpt_unref(ck);
     if (!m || !c || !v) {
         node_value_unref(m);

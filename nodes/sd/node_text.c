@@ -6,7 +6,7 @@
 static int encode_execute(node_ctx_t *ctx)
 {
     const sdn_clip_t *clip = sdn_in_clip(ctx, "clip");
-    if (!clip || !clip->ck || !clip->ck->clip)
+    if (!clip || !clip->ck || !(clip->ck->have & SDN_CLIP))
         return node_fail(ctx, "ERROR: clip input is invalid: None\n\nIf the clip is from a checkpoint "
                               "loader node your checkpoint does not contain a valid clip or text encoder model.");
     const clipt_t *tok = NULL;
@@ -17,7 +17,12 @@ static int encode_execute(node_ctx_t *ctx)
     if ((rc = clipt_tokenize_weighted(tok, node_in_str(ctx, "text"), &rows)))
         return node_fail(ctx, "CLIPTextEncode: cannot tokenize the prompt: %s", base_strerror(rc));
     ts_tensor_t *cond = NULL, *pooled = NULL;
+    if (sdn_use(clip->ck, ctx->err, sizeof ctx->err)) {
+        clipt_rows_free(&rows);
+        return BASE_E_NODE_FAILED;
+    }
     rc = sd_clip_encode(clip->ck->clip, &rows, clip->layer_idx, &cond, &pooled, ctx->err, sizeof ctx->err);
+    sdn_unuse(clip->ck);
     clipt_rows_free(&rows);
     if (rc)
         return BASE_E_NODE_FAILED;
@@ -31,10 +36,13 @@ static int encode_execute(node_ctx_t *ctx)
 static int last_layer_execute(node_ctx_t *ctx)
 {
     const sdn_clip_t *clip = sdn_in_clip(ctx, "clip");
-    if (!clip || !clip->ck || !clip->ck->clip)
+    if (!clip || !clip->ck || !(clip->ck->have & SDN_CLIP))
         return node_fail(ctx, "CLIPSetLastLayer: clip input is invalid");
     int64_t layer = node_in_i64(ctx, "stop_at_clip_layer");
+    if (sdn_use(clip->ck, ctx->err, sizeof ctx->err))
+        return BASE_E_NODE_FAILED;
     int layers = sd_clip_config(clip->ck->clip)->layers;
+    sdn_unuse(clip->ck);
     if (layer < -layers || layer > -1)
         return node_fail(ctx, "CLIPSetLastLayer: stop_at_clip_layer %lld is outside -%d..-1 for this model",
                          (long long)layer, layers);

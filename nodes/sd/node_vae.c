@@ -10,10 +10,18 @@
 
 static const ts_device_t CPU = {TS_CPU, 0};
 
-static const sd_vae_t *in_vae(node_ctx_t *ctx)
+/* Runs body with the VAE input pinned in memory. */
+static int with_vae(node_ctx_t *ctx, int (*body)(node_ctx_t *ctx, const sd_vae_t *vae))
 {
     const sdn_vae_t *v = sdn_in_vae(ctx, "vae");
-    return v && v->ck ? v->ck->vae : NULL;
+    if (!v || !v->ck || !(v->ck->have & SDN_VAE))
+        return node_fail(ctx, "ERROR: vae input is invalid: None\n\nIf the vae is from a checkpoint loader node "
+                              "your checkpoint does not contain a valid vae.");
+    if (sdn_use(v->ck, ctx->err, sizeof ctx->err))
+        return BASE_E_NODE_FAILED;
+    int rc = body(ctx, v->ck->vae);
+    sdn_unuse(v->ck);
+    return rc;
 }
 
 /* [1, 3, H, W] in -1..1 -> [1, H, W, 3] in 0..1. */
@@ -69,25 +77,18 @@ static int decode_batch(node_ctx_t *ctx, const sd_vae_t *vae, const ts_tensor_t 
     return rc;
 }
 
-static int decode_execute(node_ctx_t *ctx)
+static int decode_body(node_ctx_t *ctx, const sd_vae_t *vae)
 {
-    const sd_vae_t *vae = in_vae(ctx);
     ts_tensor_t *z = sdn_latent_samples(node_in(ctx, "samples")), *img = NULL;
-    if (!vae)
-        return node_fail(ctx, "ERROR: vae input is invalid: None\n\nIf the vae is from a checkpoint loader node "
-                              "your checkpoint does not contain a valid vae.");
     if (!z || ts_ndim(z) != 4 || ts_size(z, 0) < 1)
         return node_fail(ctx, "VAEDecode: samples is not a LATENT batch");
     int rc = decode_batch(ctx, vae, z, &img);
     return rc ? rc : sdn_out_tensor(ctx, 0, img);
 }
 
-static int encode_execute(node_ctx_t *ctx)
+static int encode_body(node_ctx_t *ctx, const sd_vae_t *vae)
 {
-    const sd_vae_t *vae = in_vae(ctx);
     ts_tensor_t *px = node_in_tensor(ctx, "pixels");
-    if (!vae)
-        return node_fail(ctx, "VAEEncode: vae input is invalid");
     int64_t s[TS_MAX_DIMS];
     if (!px || ts_shape(px, s) != 4 || s[3] < 3)
         return node_fail(ctx, "VAEEncode: pixels must be an IMAGE [batch, height, width, channels]");
@@ -194,12 +195,9 @@ static int feather_mask(int64_t th, int64_t tw, int64_t feather, bool top, bool 
 
 #define MAX_TILES 256
 
-static int tiled_execute(node_ctx_t *ctx)
+static int tiled_body(node_ctx_t *ctx, const sd_vae_t *vae)
 {
-    const sd_vae_t *vae = in_vae(ctx);
     ts_tensor_t *z = sdn_latent_samples(node_in(ctx, "samples"));
-    if (!vae)
-        return node_fail(ctx, "VAEDecodeTiled: vae input is invalid");
     if (!z || ts_ndim(z) != 4 || ts_size(z, 0) < 1)
         return node_fail(ctx, "VAEDecodeTiled: samples is not a LATENT batch");
     int64_t tile = node_in_i64(ctx, "tile_size"), overlap = node_in_i64(ctx, "overlap");
@@ -213,7 +211,7 @@ static int tiled_execute(node_ctx_t *ctx)
     if (ny < 0 || nx < 0 || (int64_t)ny * nx > MAX_TILES)
         return node_fail(ctx, "VAEDecodeTiled: too many tiles; use a larger tile_size");
     if (ny == 1 && nx == 1)
-        return decode_execute(ctx);
+        return decode_body(ctx, vae);
     int64_t H = lh * 8, W = lw * 8, B = ts_size(z, 0);
     ts_tensor_t *acc = NULL, *div = NULL;
     int64_t acc_shape[4] = {B, 3, H, W}, div_shape[4] = {1, 1, H, W};
@@ -267,6 +265,21 @@ static int tiled_execute(node_ctx_t *ctx)
     ts_free(div);
     ts_free(x);
     return rc ? rc : sdn_out_tensor(ctx, 0, out);
+}
+
+static int decode_execute(node_ctx_t *ctx)
+{
+    return with_vae(ctx, decode_body);
+}
+
+static int encode_execute(node_ctx_t *ctx)
+{
+    return with_vae(ctx, encode_body);
+}
+
+static int tiled_execute(node_ctx_t *ctx)
+{
+    return with_vae(ctx, tiled_body);
 }
 
 static const node_input_t decode_in[] = {

@@ -7,6 +7,8 @@
 #define WEFT_SD_NODES_H
 
 #include <stdatomic.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "nodes.h"
 #include "sd/sd.h"
@@ -15,31 +17,65 @@
 
 enum { SDN_UNET = 1u << 0, SDN_CLIP = 1u << 1, SDN_VAE = 1u << 2 };
 
-/* One loaded model file: whichever components it had and were asked for. Refcounted; the
- * cache holds one reference while it keeps the file loaded. */
+/* One model file (or a model derived from one): a handle that MODEL/CLIP/VAE values hold,
+ * whose weights the cache may unload when memory is needed and load again on the next use.
+ * Refcounted; the cache holds one extra reference while the weights are resident.
+ *
+ * The component pointers are valid only between sdn_use() and sdn_unuse(): a node pins the
+ * holder for as long as it computes with it, and a pinned holder is never unloaded. */
 typedef struct sdn_ckpt_s {
     atomic_int refs;
-    char *path;      /* the resolved file, for messages and the tokenizer search */
+    char *path;      /* the file, for messages, reloads and the tokenizer search */
     char *name;      /* as the user chose it (ckpt_name / vae_name) */
-    sd_unet_t *unet; /* NULL when absent */
+    sd_unet_t *unet; /* NULL when absent or unloaded */
     sd_clip_t *clip;
     sd_vae_t *vae;
-    size_t bytes;    /* weights held in memory (mapped F32 counts too) */
+    size_t bytes;    /* weights held in memory while resident (mapped F32 counts too) */
     sd_sched_t sched;
+    unsigned have;   /* components the model has (known after the first load) */
+    /* Rebuilds the components after an unload; NULL = load `want` from path. A holder whose
+     * weights cannot be rebuilt sets `pinned_forever`. */
+    int (*reload)(struct sdn_ckpt_s *c, char *err, size_t errsz);
+    void *reload_ctx;
+    void (*reload_ctx_free)(void *ctx);
+    bool pinned_forever;
+    /* Cache bookkeeping (under the cache lock). */
+    unsigned want;
+    int pins;
+    bool resident;
+    uint64_t used;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    struct sdn_ckpt_s *prev, *next;
 } sdn_ckpt_t;
 
+/* An empty holder (refs 1, schedule initialised), registered with the cache, for components
+ * built elsewhere (a LoRA-patched UNet sharing its base's tensors): set the components, bytes
+ * and `reload` (or pinned_forever), then sdn_ckpt_adopt() to make it resident. path is the
+ * base file (the tokenizer search starts beside it). NULL on OOM. */
+sdn_ckpt_t *sdn_ckpt_new(const char *path, const char *name);
+/* Counts a holder built by hand as resident (may unload others to make room). */
+void sdn_ckpt_adopt(sdn_ckpt_t *c);
 sdn_ckpt_t *sdn_ckpt_ref(sdn_ckpt_t *c);
 void sdn_ckpt_unref(sdn_ckpt_t *c); /* NULL is fine */
 
-/* Loads (or finds in the cache) the components `want` of the safetensors file at path;
- * components the file lacks are an error only when listed in `need`. The result is a new
- * reference. name is how the user referred to it. Errors are BASE_E_* with a message. */
+/* Finds or loads the components `want` of the safetensors file at path; components the file
+ * lacks are an error only when listed in `need`. The result is a new reference, resident
+ * (and not pinned). name is how the user referred to it. Errors are BASE_E_* with a message. */
 int sdn_ckpt_get(const char *path, const char *name, unsigned want, unsigned need, sdn_ckpt_t **out,
                  char *err, size_t errsz);
-/* Drops the cache's references (POST /free); models still used by values stay alive. */
+/* Pins c, loading its weights again first if they were unloaded. Pair with sdn_unuse. */
+int sdn_use(sdn_ckpt_t *c, char *err, size_t errsz);
+void sdn_unuse(sdn_ckpt_t *c);
+/* Unloads every unpinned model (POST /free); their values stay valid handles. */
 void sdn_cache_clear(void);
-/* How many files the cache holds and their bytes (for /system_stats). */
+/* Resident models and their bytes (for /system_stats). */
 void sdn_cache_stats(size_t *files, size_t *bytes);
+/* The budget in bytes (0 = none). */
+void sdn_cache_set_budget(size_t bytes);
+size_t sdn_cache_budget(void);
 
 /* The tokenizer for a checkpoint: "<file without extension>.tokenizer/" beside it, then
  * models/clip_tokenizer/. Cached for the life of the process; borrowed. */

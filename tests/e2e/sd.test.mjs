@@ -175,6 +175,25 @@ describe('stable diffusion (tiny random checkpoint)', { timeout: ms(600000) }, (
     assert.equal(h.status.status_str, 'error');
   });
 
+  test('/system_stats reports loaded models; /free unloads them and the next use loads them again', async () => {
+    let st = await get(srv, '/system_stats');
+    assert.equal(st.status, 200);
+    assert.equal(st.json.models.loaded, 1, JSON.stringify(st.json.models));
+    assert.ok(st.json.models.bytes > 1e6 && st.json.models.budget > st.json.models.bytes);
+    assert.equal((await post(srv, '/free', { unload_models: true })).status, 200);
+    await waitIdle(srv);
+    st = await get(srv, '/system_stats');
+    assert.deepEqual([st.json.models.loaded, st.json.models.bytes], [0, 0]);
+    // The cached loader output is a handle: a new seed re-runs the sampler, which loads again.
+    const { prompt_id: id } = await submit(srv, txt2img({ steps: 1, seed: 555 }));
+    const h = await waitHistory(srv, id, ms(120000));
+    assert.equal(h.status.status_str, 'success');
+    const cached = h.status.messages.find((m) => m[0] === 'execution_cached')[1].nodes;
+    assert.ok(cached.includes('4'), 'the loader itself stayed cached');
+    st = await get(srv, '/system_stats');
+    assert.equal(st.json.models.loaded, 1);
+  });
+
   test('a corrupt checkpoint fails its prompt with a clear error and the server carries on', async () => {
     writeFileSync(path.join(srv.baseDir, 'models', 'checkpoints', 'broken.safetensors'),
       Buffer.concat([Buffer.from([0xff, 0xff, 0, 0, 0, 0, 0, 0]), Buffer.from('{"a":')]));

@@ -336,12 +336,19 @@ static void test_loader_and_cache(void **state)
     node_models_stats(&files, &bytes);
     assert_int_equal(files, 1);
     assert_true(bytes > 1000000);
+    /* POST /free: the weights go, the values stay valid handles that load them again. */
     node_models_release();
     node_models_stats(&files, &bytes);
     assert_int_equal(files, 0);
-    assert_non_null(sd_unet_config(ma->ck->unet)); /* values keep the model alive */
+    assert_null(ma->ck->unet);
+    char err[256];
+    assert_int_equal(sdn_use(ma->ck, err, sizeof err), 0);
+    assert_non_null(sd_unet_config(ma->ck->unet));
+    node_models_stats(&files, NULL);
+    assert_int_equal(files, 1);
+    sdn_unuse(ma->ck);
     ckpt_t c = load_ckpt();
-    assert_ptr_not_equal(((const sdn_model_t *)c.model->u.obj.ptr)->ck, ma->ck);
+    assert_ptr_equal(((const sdn_model_t *)c.model->u.obj.ptr)->ck, ma->ck);
     ckpt_free(&a);
     ckpt_free(&b);
     ckpt_free(&c);
@@ -360,6 +367,46 @@ static void test_loader_and_cache(void **state)
             fail_msg("'%s' does not mention '%s'", r->ctx.err, want[i]);
         run_free(r);
     }
+}
+
+/* The memory budget: loading past it unloads the least recently used model that is not in
+ * use; a pinned model stays even when that means going over. */
+static void test_memory_budget(void **state)
+{
+    (void)state;
+    node_models_release();
+    char *src = join(F.models, "checkpoints/tiny.safetensors"), *dst = join(F.models, "checkpoints/tiny2.safetensors");
+    copy_file(src, dst);
+    ckpt_t a = load_ckpt();
+    sdn_ckpt_t *ha = ((const sdn_model_t *)a.model->u.obj.ptr)->ck;
+    size_t one = 0;
+    node_models_stats(NULL, &one);
+    node_models_set_budget(one + one / 2); /* room for one model, not two */
+    char err[256];
+    sdn_ckpt_t *hb = NULL;
+    assert_int_equal(sdn_ckpt_get(dst, "tiny2.safetensors", SDN_UNET | SDN_CLIP | SDN_VAE, SDN_UNET, &hb, err, sizeof err), 0);
+    size_t files = 0;
+    node_models_stats(&files, NULL);
+    assert_int_equal(files, 1);
+    assert_null(ha->unet); /* a, least recently used and not in use, was unloaded */
+    assert_non_null(hb->unet);
+    /* Pin b, then use a again: b stays (in use), so both are resident, over the budget. */
+    assert_int_equal(sdn_use(hb, err, sizeof err), 0);
+    assert_int_equal(sdn_use(ha, err, sizeof err), 0);
+    node_models_stats(&files, NULL);
+    assert_int_equal(files, 2);
+    assert_non_null(hb->unet);
+    sdn_unuse(ha);
+    sdn_unuse(hb);
+    /* /free unloads both; nothing is in use. */
+    node_models_release();
+    node_models_stats(&files, NULL);
+    assert_int_equal(files, 0);
+    node_models_set_budget(0);
+    sdn_ckpt_unref(hb);
+    ckpt_free(&a);
+    free(src);
+    free(dst);
 }
 
 static void test_text_encode(void **state)
@@ -624,6 +671,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loader_and_cache),
+        cmocka_unit_test(test_memory_budget),
         cmocka_unit_test(test_text_encode),
         cmocka_unit_test(test_latent_nodes),
         cmocka_unit_test(test_ksampler_semantics),

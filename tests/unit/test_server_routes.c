@@ -240,7 +240,11 @@ static void test_system_stats(void **state)
     call_t c;
     call(&c, srv_h_system_stats, "GET", "/system_stats", NULL, NULL, NULL, NULL);
     assert_int_equal(c.res.status, 200);
-    assert_int_equal(json_len(c.json), 2);
+    assert_int_equal(json_len(c.json), 3); /* system, devices and weft's models */
+    const json_t *models = json_object_get(c.json, "models");
+    assert_int_equal(json_len(models), 3);
+    assert_non_null(json_object_get(models, "loaded"));
+    assert_true(json_object_get(models, "budget")->u.num.d > 0);
     const json_t *sys = json_object_get(c.json, "system");
     static const char *const keys[] = {"os",
                                        "ram_total",
