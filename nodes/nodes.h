@@ -284,8 +284,9 @@ json_t *node_registry_object_info(const node_registry_t *r, const node_env_t *en
 /* Built-in node tables, one per file (nodes/image/ *.c). */
 extern const node_def_t node_def_LoadImage, node_def_SaveImage, node_def_PreviewImage,
     node_def_ImageScale, node_def_ImageInvert, node_def_ImageBatch, node_def_EmptyImage;
-/* Loaded model files (checkpoints, VAEs) are cached by the process across prompts. Drops the
- * cache's references (POST /free); models still held by cached outputs stay until those go. */
+/* Loaded models (checkpoints, VAEs) are shared by the prompts of the process; values hold
+ * handles, and the weights are loaded again when a handle is used after an unload. Unloads
+ * every model not in use (POST /free). */
 void node_models_release(void);
 /* How many models are resident and the bytes of their weights. */
 void node_models_stats(size_t *files, size_t *bytes);
