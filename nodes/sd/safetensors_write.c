@@ -60,7 +60,8 @@ static bool utf8_ok(const char *s)
 }
 
 /* Checks every entry and sets nbytes[i]. */
-static int check_entries(const st_write_entry_t *entries, size_t n, size_t *nbytes, char *err, size_t errsz)
+static int check_entries(const st_write_entry_t *entries, size_t n, size_t *nbytes, bool need_data, char *err,
+                         size_t errsz)
 {
     base_map_t seen = BASE_MAP_INIT;
     int rc = 0;
@@ -101,7 +102,7 @@ static int check_entries(const st_write_entry_t *entries, size_t n, size_t *nbyt
             break;
         }
         nbytes[i] = zero ? 0 : total;
-        if (nbytes[i] && !e->data) {
+        if (need_data && nbytes[i] && !e->data) {
             set_err(err, errsz, "tensor '%s': no data", e->name);
             rc = BASE_E_INVAL;
             break;
@@ -215,8 +216,10 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-int st_write(const char *path, const st_write_entry_t *entries, size_t n, const char *const *meta_kv,
-             char *err, size_t errsz)
+/* Writes the file through a hidden sibling and a rename. Tensor i's bytes come from
+ * entries[i].data, or from fill into a buffer the size of the largest tensor when fill is set. */
+static int write_file(const char *path, const st_write_entry_t *entries, size_t n, const char *const *meta_kv,
+                      st_fill_fn fill, void *ctx, char *err, size_t errsz)
 {
     if (!path || !*path || (n && !entries)) {
         set_err(err, errsz, "st_write: no path or no entries");
@@ -228,12 +231,20 @@ int st_write(const char *path, const st_write_entry_t *entries, size_t n, const 
         return BASE_E_NOMEM;
     }
     char *header = NULL, *tmp = NULL;
-    size_t hlen = 0;
-    int fd = -1, rc = check_entries(entries, n, nbytes, err, errsz);
+    void *buf = NULL;
+    size_t hlen = 0, biggest = 0;
+    int fd = -1, rc = check_entries(entries, n, nbytes, !fill, err, errsz);
     if (!rc)
         rc = build_header(entries, n, nbytes, meta_kv, &header, &hlen, err, errsz);
     if (rc)
         goto out;
+    for (size_t i = 0; i < n; i++)
+        biggest = nbytes[i] > biggest ? nbytes[i] : biggest;
+    if (fill && !(buf = malloc(biggest ? biggest : 1))) {
+        set_err(err, errsz, "out of memory (%zu bytes for the largest tensor)", biggest);
+        rc = BASE_E_NOMEM;
+        goto out;
+    }
 
     /* Hidden sibling: same file system for rename, never listed as a model meanwhile. */
     const char *slash = strrchr(path, '/');
@@ -258,10 +269,15 @@ int st_write(const char *path, const st_write_entry_t *entries, size_t n, const 
     for (int i = 0; i < 8; i++)
         prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
     bool ok = write_all(fd, prefix, 8) == 0 && write_all(fd, header, hlen) == 0;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = write_all(fd, entries[i].data, nbytes[i]) == 0;
-    ok = ok && fsync(fd) == 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (fill && (rc = fill(ctx, i, buf, nbytes[i], err, errsz)))
+            break;
+        ok = write_all(fd, fill ? buf : entries[i].data, nbytes[i]) == 0;
+    }
     int e = errno;
+    ok = ok && !rc && fsync(fd) == 0;
+    if (!ok && !rc)
+        e = errno;
     if (close(fd) != 0 && ok) {
         ok = false;
         e = errno;
@@ -272,8 +288,10 @@ int st_write(const char *path, const st_write_entry_t *entries, size_t n, const 
         e = errno;
     }
     if (!ok) {
-        set_err(err, errsz, "cannot write %s: %s", path, strerror(e));
-        rc = BASE_E_IO;
+        if (!rc) {
+            set_err(err, errsz, "cannot write %s: %s", path, strerror(e));
+            rc = BASE_E_IO;
+        }
         unlink(tmp);
         goto out;
     }
@@ -290,6 +308,23 @@ int st_write(const char *path, const st_write_entry_t *entries, size_t n, const 
 out:
     free(tmp);
     free(header);
+    free(buf);
     free(nbytes);
     return rc;
+}
+
+int st_write(const char *path, const st_write_entry_t *entries, size_t n, const char *const *meta_kv,
+             char *err, size_t errsz)
+{
+    return write_file(path, entries, n, meta_kv, NULL, NULL, err, errsz);
+}
+
+int st_write_stream(const char *path, const st_write_entry_t *entries, size_t n, const char *const *meta_kv,
+                    st_fill_fn fill, void *ctx, char *err, size_t errsz)
+{
+    if (n && !fill) {
+        set_err(err, errsz, "st_write_stream: no fill callback");
+        return BASE_E_INVAL;
+    }
+    return write_file(path, entries, n, meta_kv, fill, ctx, err, errsz);
 }
