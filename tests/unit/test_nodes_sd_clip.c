@@ -13,57 +13,17 @@
 
 #include "err.h"
 #include "sd/sd.h"
+#include "sd_testkit.h"
 
 static const ts_device_t CPU = {TS_CPU, 0};
 
 /* ------------------------------------------------------------------ key lists and stores */
 
-typedef struct {
-    char *name;
-    int ndim;
-    int64_t shape[TS_MAX_DIMS];
-} key_t_;
-
-typedef struct {
-    key_t_ *k;
-    size_t n, cap;
-} keys_t;
-
-static int collect(void *ctx, const char *name, const int64_t *shape, int ndim)
-{
-    keys_t *ks = ctx;
-    if (ks->n == ks->cap) {
-        ks->cap = ks->cap ? 2 * ks->cap : 64;
-        ks->k = realloc(ks->k, ks->cap * sizeof *ks->k);
-        assert_non_null(ks->k);
-    }
-    key_t_ *k = &ks->k[ks->n++];
-    k->name = strdup(name);
-    assert_non_null(k->name);
-    k->ndim = ndim;
-    memcpy(k->shape, shape, (size_t)ndim * sizeof *shape);
-    return 0;
-}
-
-static void keys_free(keys_t *ks)
-{
-    for (size_t i = 0; i < ks->n; i++)
-        free(ks->k[i].name);
-    free(ks->k);
-}
-
-static int64_t numel_of(const key_t_ *k)
-{
-    int64_t n = 1;
-    for (int d = 0; d < k->ndim; d++)
-        n *= k->shape[d];
-    return n;
-}
 
 static keys_t clip_keys(const sd_clip_config_t *cfg)
 {
     keys_t ks = {0};
-    assert_int_equal(sd_clip_keys(cfg, "", collect, &ks), 0);
+    assert_int_equal(sd_clip_keys(cfg, "", sdk_collect, &ks), 0);
     return ks;
 }
 
@@ -170,7 +130,7 @@ static void test_sd15_layout(void **state)
     sd_clip_config_t cfg;
     sd_clip_config_sd15(&cfg);
     keys_t ks = {0};
-    assert_int_equal(sd_clip_keys(&cfg, "cond_stage_model.transformer.", collect, &ks), 0);
+    assert_int_equal(sd_clip_keys(&cfg, "cond_stage_model.transformer.", sdk_collect, &ks), 0);
     assert_int_equal(ks.n, 196);
     int64_t total = 0;
     for (size_t i = 0; i < ks.n; i++) {
@@ -209,7 +169,7 @@ static void test_sd15_layout(void **state)
     }
     keys_free(&ks);
     cfg.heads = 7; /* 768 is not divisible by 7 */
-    assert_int_equal(sd_clip_keys(&cfg, "", collect, &ks), BASE_E_INVAL);
+    assert_int_equal(sd_clip_keys(&cfg, "", sdk_collect, &ks), BASE_E_INVAL);
 }
 
 /* The full size loads from shared zero views: config exactly SD1.5's (12 heads = 768/64

@@ -15,42 +15,10 @@
 
 #include "err.h"
 #include "sd/sd.h"
+#include "sd_testkit.h"
 
 static const ts_device_t CPU = {TS_CPU, 0};
 
-typedef struct {
-    char *name;
-    int ndim;
-    int64_t shape[TS_MAX_DIMS];
-} key_t_;
-
-typedef struct {
-    key_t_ *k;
-    size_t n, cap;
-} keys_t;
-
-static int collect(void *ctx, const char *name, const int64_t *shape, int ndim)
-{
-    keys_t *ks = ctx;
-    if (ks->n == ks->cap) {
-        ks->cap = ks->cap ? 2 * ks->cap : 256;
-        ks->k = realloc(ks->k, ks->cap * sizeof *ks->k);
-        assert_non_null(ks->k);
-    }
-    key_t_ *k = &ks->k[ks->n++];
-    k->name = strdup(name);
-    assert_non_null(k->name);
-    k->ndim = ndim;
-    memcpy(k->shape, shape, (size_t)ndim * sizeof *shape);
-    return 0;
-}
-
-static void keys_free(keys_t *ks)
-{
-    for (size_t i = 0; i < ks->n; i++)
-        free(ks->k[i].name);
-    free(ks->k);
-}
 
 /* The tiny layout in file order: UNet, VAE, CLIP, position_ids. */
 static keys_t tiny_layout(void)
@@ -62,11 +30,11 @@ static keys_t tiny_layout(void)
     sd_vae_config_tiny(&v);
     sd_clip_config_tiny(&c);
     keys_t ks = {0};
-    assert_int_equal(sd_unet_keys(&u, "model.diffusion_model.", collect, &ks), 0);
-    assert_int_equal(sd_vae_keys(&v, "first_stage_model.", collect, &ks), 0);
-    assert_int_equal(sd_clip_keys(&c, "cond_stage_model.transformer.", collect, &ks), 0);
+    assert_int_equal(sd_unet_keys(&u, "model.diffusion_model.", sdk_collect, &ks), 0);
+    assert_int_equal(sd_vae_keys(&v, "first_stage_model.", sdk_collect, &ks), 0);
+    assert_int_equal(sd_clip_keys(&c, "cond_stage_model.transformer.", sdk_collect, &ks), 0);
     const int64_t pos[2] = {1, 77};
-    collect(&ks, "cond_stage_model.transformer.text_model.embeddings.position_ids", pos, 2);
+    sdk_collect(&ks, "cond_stage_model.transformer.text_model.embeddings.position_ids", pos, 2);
     return ks;
 }
 

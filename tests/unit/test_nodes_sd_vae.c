@@ -12,57 +12,17 @@
 
 #include "err.h"
 #include "sd/sd.h"
+#include "sd_testkit.h"
 
 static const ts_device_t CPU = {TS_CPU, 0};
 
 /* ------------------------------------------------------------------ key lists */
 
-typedef struct {
-    char *name;
-    int ndim;
-    int64_t shape[TS_MAX_DIMS];
-} key_t_;
-
-typedef struct {
-    key_t_ *k;
-    size_t n, cap;
-} keys_t;
-
-static int collect(void *ctx, const char *name, const int64_t *shape, int ndim)
-{
-    keys_t *ks = ctx;
-    if (ks->n == ks->cap) {
-        ks->cap = ks->cap ? 2 * ks->cap : 64;
-        ks->k = realloc(ks->k, ks->cap * sizeof *ks->k);
-        assert_non_null(ks->k);
-    }
-    key_t_ *k = &ks->k[ks->n++];
-    k->name = strdup(name);
-    assert_non_null(k->name);
-    k->ndim = ndim;
-    memcpy(k->shape, shape, (size_t)ndim * sizeof *shape);
-    return 0;
-}
-
-static void keys_free(keys_t *ks)
-{
-    for (size_t i = 0; i < ks->n; i++)
-        free(ks->k[i].name);
-    free(ks->k);
-}
-
-static int64_t numel_of(const key_t_ *k)
-{
-    int64_t n = 1;
-    for (int d = 0; d < k->ndim; d++)
-        n *= k->shape[d];
-    return n;
-}
 
 static keys_t vae_keys(const sd_vae_config_t *cfg)
 {
     keys_t ks = {0};
-    assert_int_equal(sd_vae_keys(cfg, "", collect, &ks), 0);
+    assert_int_equal(sd_vae_keys(cfg, "", sdk_collect, &ks), 0);
     return ks;
 }
 
@@ -229,12 +189,12 @@ static void test_sd15_layout(void **state)
 
     /* The prefix is prepended; a stop request from the callback is passed back. */
     keys_t pk = {0};
-    assert_int_equal(sd_vae_keys(&cfg, "first_stage_model.", collect, &pk), 0);
+    assert_int_equal(sd_vae_keys(&cfg, "first_stage_model.", sdk_collect, &pk), 0);
     assert_string_equal(pk.k[0].name, "first_stage_model.encoder.conv_in.weight");
     keys_free(&pk);
     sd_vae_config_t bad = cfg;
     bad.levels = 0;
-    assert_int_equal(sd_vae_keys(&bad, "", collect, &pk), BASE_E_INVAL);
+    assert_int_equal(sd_vae_keys(&bad, "", sdk_collect, &pk), BASE_E_INVAL);
 }
 
 /* The full-size layout loads from shared zero views: config detected exactly as SD1.5,
