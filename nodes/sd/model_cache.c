@@ -23,6 +23,10 @@
 #include "log.h"
 #include "sd/sd_nodes.h"
 
+#ifndef WEFT_CLIP_TOKENIZER_BUILTIN
+#define WEFT_CLIP_TOKENIZER_BUILTIN "nodes/sd/clip_tokenizer"
+#endif
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static sdn_ckpt_t *holders; /* every live holder (weak: a holder unlinks itself when freed) */
 static uint64_t clock_;
@@ -478,14 +482,16 @@ int sdn_tokenizer_for(const node_env_t *env, const sdn_ckpt_t *ck, const clipt_t
     }
     bool have_shared = (size_t)snprintf(shared, sizeof shared, "%s/clip_tokenizer",
                                         env && env->models_dir ? env->models_dir : "models") < sizeof shared;
+    /* Last, the tables that ship with weft (nodes/sd/clip_tokenizer/). */
     const char *dir = have_beside && has_tokenizer_files(beside)   ? beside
                       : have_shared && has_tokenizer_files(shared) ? shared
+                      : has_tokenizer_files(WEFT_CLIP_TOKENIZER_BUILTIN) ? WEFT_CLIP_TOKENIZER_BUILTIN
                                                                    : NULL;
     if (!dir) {
         int n = snprintf(err, errsz,
                  "CLIP tokenizer files not found: put vocab.json and merges.txt of "
-                 "openai/clip-vit-large-patch14 in models/clip_tokenizer/ (looked in %s and %s)",
-                 shared, beside);
+                 "openai/clip-vit-large-patch14 in models/clip_tokenizer/ (looked in %s, %s and %s)",
+                 shared, beside, WEFT_CLIP_TOKENIZER_BUILTIN);
         (void)n; /* a cut message is fine */
         return BASE_E_TOKENIZER;
     }

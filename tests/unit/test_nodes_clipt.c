@@ -13,7 +13,7 @@
 #include "base.h"
 #include "sd/sd.h"
 
-#define TOK_DIR WEFT_SOURCE_DIR "/../shared/clip_tokenizer"
+#define TOK_DIR WEFT_SOURCE_DIR "/nodes/sd/clip_tokenizer"
 #define N_(a) (sizeof(a) / sizeof((a)[0]))
 
 static clipt_t *g_tok;

@@ -69,7 +69,7 @@ static int setup(void **state)
     const char *names[] = {"vocab.json", "merges.txt"};
     for (int i = 0; i < 2; i++) {
         char from[1024];
-        snprintf(from, sizeof from, "%s/../shared/clip_tokenizer/%s", WEFT_SOURCE_DIR, names[i]);
+        snprintf(from, sizeof from, "%s/nodes/sd/clip_tokenizer/%s", WEFT_SOURCE_DIR, names[i]);
         char *to = join(tok, names[i]);
         copy_file(from, to);
         free(to);
