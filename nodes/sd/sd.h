@@ -113,6 +113,16 @@ bool sdw_has_prefix(const sdw_t *w, const char *prefix);
 size_t sdw_unused(const sdw_t *w, const char ***names);
 /* Total bytes of the stored tensors. */
 size_t sdw_bytes(const sdw_t *w);
+/* Calls cb for every tensor in insertion order (borrowed name and tensor, not marked used);
+ * a non-zero return from cb stops the walk and is returned. */
+typedef int (*sdw_each_fn)(void *ctx, const char *name, ts_tensor_t *t);
+int sdw_each(const sdw_t *w, sdw_each_fn cb, void *ctx);
+/* A new store with w's names and prefix holding new references to the same tensors (no data
+ * is copied; used marks start clear), e.g. the base of a LoRA-patched model. */
+int sdw_share(sdw_t **out, const sdw_t *w);
+/* Puts t (taken, also on failure) under an existing name, releasing the old reference.
+ * BASE_E_NOENT when the name is absent. */
+int sdw_replace(sdw_t *w, const char *name, ts_tensor_t *t);
 
 /* ================================================================== CLIP tokenizer (§4) */
 

@@ -73,6 +73,10 @@ void sdn_unuse(sdn_ckpt_t *c);
 void sdn_cache_clear(void);
 /* Resident models and their bytes (for /system_stats). */
 void sdn_cache_stats(size_t *files, size_t *bytes);
+/* Drops the LoRA cache's references (nodes/sd/lora_cache.c): the patched holders it keeps so
+ * a repeated LoraLoader does not merge again, and their bases. Handles only: their weights
+ * are resident or not as the model cache decides. */
+void sdn_lora_cache_clear(void);
 /* The budget in bytes (0 = none). */
 void sdn_cache_set_budget(size_t bytes);
 size_t sdn_cache_budget(void);

@@ -360,3 +360,51 @@ int sdw_from_file(sdw_t **out, st_file_t *f, const char *prefix, char *err, size
     *out = w;
     return 0;
 }
+
+/* ------------------------------------------------------------------ sharing (LoRA) */
+
+int sdw_each(const sdw_t *w, sdw_each_fn cb, void *ctx)
+{
+    if (!w || !cb)
+        return BASE_E_INVAL;
+    for (size_t i = 0; i < w->n; i++) {
+        int rc = cb(ctx, w->ents[i].name, w->ents[i].t);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int sdw_share(sdw_t **out, const sdw_t *w)
+{
+    if (!out || !w)
+        return BASE_E_INVAL;
+    *out = NULL;
+    sdw_t *s = calloc(1, sizeof *s);
+    if (!s || !(s->prefix = strdup(w->prefix))) {
+        free(s);
+        return BASE_E_NOMEM;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        const char *name = w->ents[i].name;
+        int rc = put(s, name, strlen(name), ts_ref(w->ents[i].t));
+        if (rc) {
+            sdw_free(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int sdw_replace(sdw_t *w, const char *name, ts_tensor_t *t)
+{
+    sdw_ent_t *e = t ? find(w, name) : NULL;
+    if (!e) {
+        ts_free(t);
+        return t ? BASE_E_NOENT : BASE_E_INVAL;
+    }
+    ts_free(e->t);
+    e->t = t;
+    return 0;
+}
