@@ -12,6 +12,9 @@ int node_registry_add_builtins(node_registry_t *r)
         &node_def_LatentUpscale, &node_def_LatentUpscaleBy, &node_def_SetLatentNoiseMask,
         &node_def_VAEDecode, &node_def_VAEEncode, &node_def_VAEDecodeTiled, &node_def_KSampler,
         &node_def_KSamplerAdvanced,
+        &node_def_LoraLoader, &node_def_LoraLoaderModelOnly,
+        /* Image classification */
+        &node_def_ImageClassifierLoader, &node_def_ImageClassify, &node_def_ClassifierThreshold, &node_def_ImageGate,
     };
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         int rc = node_registry_add(r, defs[i]);

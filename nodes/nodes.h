@@ -301,5 +301,9 @@ extern const node_def_t node_def_CheckpointLoaderSimple, node_def_VAELoader, nod
     node_def_LatentUpscale, node_def_LatentUpscaleBy, node_def_SetLatentNoiseMask, node_def_VAEDecode,
     node_def_VAEEncode, node_def_VAEDecodeTiled, node_def_KSampler,
     node_def_KSamplerAdvanced;
+extern const node_def_t node_def_LoraLoader, node_def_LoraLoaderModelOnly; /* nodes/sd/node_lora.c */
+/* Image classification (nodes/classify/). */
+extern const node_def_t node_def_ImageClassifierLoader, node_def_ImageClassify, node_def_ClassifierThreshold,
+    node_def_ImageGate;
 
 #endif

@@ -329,8 +329,15 @@ static int save_images(node_ctx_t *ctx, const save_kind_t *k, const char *prefix
         return node_fail(ctx, "%s: expected an IMAGE of shape [batch, height, width, 3 or 4]",
                          ctx->def->name);
     int64_t bn = shape[0], h = shape[1], w = shape[2], c = shape[3];
-    if (bn < 1)
-        return node_fail(ctx, "%s: the image batch is empty", ctx->def->name);
+    if (bn < 1) { /* an empty batch (a closed ImageGate) saves nothing */
+        json_t *ui = json_new_object();
+        if (!ui || json_object_set(ui, "images", json_new_array())) {
+            json_free(ui);
+            return node_fail(ctx, "out of memory");
+        }
+        ctx->ui = ui;
+        return 0;
+    }
     if (h < 1 || w < 1 || h > NODE_PNG_MAX_SIDE || w > NODE_PNG_MAX_SIDE)
         return node_fail(ctx, "%s: cannot save a %lldx%lld image as PNG (limit %u)",
                          ctx->def->name, (long long)w, (long long)h, NODE_PNG_MAX_SIDE);
