@@ -302,7 +302,9 @@ extern const node_def_t node_def_CheckpointLoaderSimple, node_def_VAELoader, nod
     node_def_VAEEncode, node_def_VAEDecodeTiled, node_def_KSampler,
     node_def_KSamplerAdvanced;
 extern const node_def_t node_def_LoraLoader, node_def_LoraLoaderModelOnly; /* nodes/sd/node_lora.c */
-/* Image classification (nodes/classify/). */
+/* Image classification (nodes/classify/). The demo classifier: a small random ResNet-18-layout
+ * file with CIFAR-10 labels beside it (weft demo-model writes it). */
+int node_demo_classifier_write(const char *path, char *err, size_t errsz);
 extern const node_def_t node_def_ImageClassifierLoader, node_def_ImageClassify, node_def_ClassifierThreshold,
     node_def_ImageGate;
 

@@ -146,6 +146,15 @@ int srv_cmd_demo_model(int argc, char **argv)
     }
     if (!rc && (rc = write_tokenizer(tok)))
         fprintf(stderr, "weft demo-model: cannot write %s: %s\n", tok, strerror(errno));
+    /* The demo image classifier (random weights too) for workflows/classify*.json. */
+    char cls[PATH_MAX + 64];
+    snprintf(cls, sizeof cls, "%s/classifiers/weft-demo-classifier.safetensors", env.models_dir);
+    if (!rc && (force || stat(cls, &st) != 0)) {
+        if ((rc = node_demo_classifier_write(cls, err, sizeof err)))
+            fprintf(stderr, "weft demo-model: %s\n", err[0] ? err : base_strerror(rc));
+        else
+            printf("wrote %s (random weights)\n", cls);
+    }
     srv_env_close(&env);
     return rc ? 1 : 0;
 }

@@ -181,8 +181,14 @@ typedef struct {
     size_t classes;
 } clsn_result_t;
 
-node_value_t *clsn_classifier_value(cls_model_t *m); /* takes the reference */
-cls_model_t *clsn_in_classifier(const node_ctx_t *ctx, const char *name); /* borrowed */
+/* A CLASSIFIER value holds a model-cache handle (sd/sd_nodes.h), so classifiers share the
+ * model memory budget with checkpoints: an unloaded classifier is read again from its file on
+ * its next use. Takes the reference. */
+node_value_t *clsn_classifier_value(cls_model_t *m);
+/* Pins the classifier of input `name` in memory and returns it (borrowed until
+ * clsn_unuse_classifier); NULL with ctx->err set when absent or unloadable. */
+cls_model_t *clsn_use_classifier(node_ctx_t *ctx, const char *name);
+void clsn_unuse_classifier(node_ctx_t *ctx, const char *name);
 node_value_t *clsn_result_value(cls_model_t *m, float *probs, int64_t batch); /* takes both */
 const clsn_result_t *clsn_in_result(const node_ctx_t *ctx, const char *name); /* borrowed */
 

@@ -246,3 +246,8 @@ int cls_demo_write(const char *path, const cls_resnet_config_t *c, uint64_t seed
         rc = write_labels(path, c->num_classes, err, errsz);
     return rc;
 }
+
+int node_demo_classifier_write(const char *path, char *err, size_t errsz)
+{
+    return cls_demo_write(path, NULL, 1, err, errsz);
+}

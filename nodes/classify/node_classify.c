@@ -9,6 +9,7 @@
 
 #include "classify/classify.h"
 #include "path.h"
+#include "sd/sd_nodes.h"
 
 #define SUBDIR "classifiers"
 #define CHUNK 8 /* images per forward pass: bounds activation memory, paces progress */
@@ -17,22 +18,70 @@ static const char *const model_exts[] = {".safetensors", ".sft", NULL};
 
 /* ------------------------------------------------------------------ values */
 
-static void classifier_free(void *p)
+static void holder_free(void *p)
+{
+    sdn_ckpt_unref(p);
+}
+
+static void model_unref(void *p)
 {
     cls_model_unref(p);
 }
 
-node_value_t *clsn_classifier_value(cls_model_t *m)
+/* The cache's reload: the classifier file again (the holder's path). */
+static int reload_classifier(sdn_ckpt_t *h, char *err, size_t errsz)
 {
-    return node_value_object(m, classifier_free, "CLASSIFIER");
+    cls_model_t *m = NULL;
+    int rc = cls_model_load(h->path, h->name, &m, err, errsz);
+    if (rc)
+        return rc;
+    h->extra = m;
+    h->bytes = m->bytes;
+    return 0;
 }
 
-cls_model_t *clsn_in_classifier(const node_ctx_t *ctx, const char *name)
+node_value_t *clsn_classifier_value(cls_model_t *m)
+{
+    sdn_ckpt_t *h = m ? sdn_ckpt_new(m->path ? m->path : "", m->name) : NULL;
+    if (!h) {
+        cls_model_unref(m);
+        return NULL;
+    }
+    h->extra = m;
+    h->extra_free = model_unref;
+    h->bytes = m->bytes;
+    /* A classifier built in memory (tests) cannot be read again: it stays resident. */
+    if (m->path && *m->path)
+        h->reload = reload_classifier;
+    else
+        h->pinned_forever = true;
+    sdn_ckpt_adopt(h);
+    return node_value_object(h, holder_free, "CLASSIFIER");
+}
+
+static sdn_ckpt_t *in_holder(const node_ctx_t *ctx, const char *name)
 {
     const node_value_t *v = node_in(ctx, name);
     if (!v || v->kind != NODE_V_OBJECT || !v->u.obj.tag || strcmp(v->u.obj.tag, "CLASSIFIER"))
         return NULL;
     return v->u.obj.ptr;
+}
+
+cls_model_t *clsn_use_classifier(node_ctx_t *ctx, const char *name)
+{
+    sdn_ckpt_t *h = in_holder(ctx, name);
+    if (!h) {
+        snprintf(ctx->err, sizeof ctx->err, "the %s input is not a CLASSIFIER", name);
+        return NULL;
+    }
+    if (sdn_use(h, ctx->err, sizeof ctx->err))
+        return NULL;
+    return h->extra;
+}
+
+void clsn_unuse_classifier(node_ctx_t *ctx, const char *name)
+{
+    sdn_unuse(in_holder(ctx, name));
 }
 
 static void result_free(void *p)
@@ -149,12 +198,22 @@ static int format_topk(base_buf_t *b, const cls_model_t *m, const float *p, cons
     return rc;
 }
 
+static int classify_pinned(node_ctx_t *ctx, cls_model_t *m);
+
 static int classify_execute(node_ctx_t *ctx)
 {
-    cls_model_t *m = clsn_in_classifier(ctx, "classifier");
-    const ts_tensor_t *image = node_in_tensor(ctx, "image");
+    cls_model_t *m = clsn_use_classifier(ctx, "classifier");
     if (!m)
-        return node_fail(ctx, "ImageClassify: the classifier input is not a CLASSIFIER");
+        return BASE_E_NODE_FAILED;
+    int rc = classify_pinned(ctx, m);
+    clsn_unuse_classifier(ctx, "classifier");
+    return rc;
+}
+
+/* ImageClassify with its classifier pinned in memory. */
+static int classify_pinned(node_ctx_t *ctx, cls_model_t *m)
+{
+    const ts_tensor_t *image = node_in_tensor(ctx, "image");
     if (!image)
         return node_fail(ctx, "ImageClassify: no image");
     int64_t k64 = node_in_i64(ctx, "top_k");

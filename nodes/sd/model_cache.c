@@ -70,6 +70,9 @@ static void unload_locked(sdn_ckpt_t *c)
     c->unet = NULL;
     c->clip = NULL;
     c->vae = NULL;
+    if (c->extra && c->extra_free)
+        c->extra_free(c->extra);
+    c->extra = NULL;
     c->resident = false;
 }
 
@@ -179,7 +182,10 @@ void sdn_ckpt_adopt(sdn_ckpt_t *c)
     size_t n = make_room_locked(c->bytes, c, drop, 64);
     if (!c->resident) {
         c->resident = true;
-        sdn_ckpt_ref(c); /* the cache's reference while resident */
+        /* The cache's reference while resident; a holder that can never be unloaded lives
+         * exactly as long as its values. */
+        if (!c->pinned_forever)
+            sdn_ckpt_ref(c);
     }
     c->used = ++clock_;
     pthread_mutex_unlock(&mu);

@@ -30,6 +30,8 @@ typedef struct sdn_ckpt_s {
     sd_unet_t *unet; /* NULL when absent or unloaded */
     sd_clip_t *clip;
     sd_vae_t *vae;
+    void *extra;     /* another kind of model (an image classifier), freed with extra_free */
+    void (*extra_free)(void *extra);
     size_t bytes;    /* weights held in memory while resident (mapped F32 counts too) */
     sd_sched_t sched;
     unsigned have;   /* components the model has (known after the first load) */

@@ -1123,6 +1123,33 @@ static bool threshold(node_value_t *res, double thr, const char *label, const ch
     return passed;
 }
 
+/* A loaded classifier counts in the model memory budget: /free unloads it, and the next
+ * ImageClassify reads it from its file again with the same result. */
+static void test_node_memory(void **state)
+{
+    (void)state;
+    node_models_release();
+    size_t files0 = 0, bytes0 = 0, files = 0, bytes = 0;
+    node_models_stats(&files0, &bytes0);
+    node_value_t *cls = load_classifier("demo.safetensors");
+    node_models_stats(&files, &bytes);
+    assert_int_equal(files, files0 + 1);
+    assert_true(bytes > bytes0);
+    run_t *r = classify(cls, test_image(1, 300, 400, 3), 2);
+    assert_int_equal(exec_node(r), 0);
+    char first[256];
+    snprintf(first, sizeof first, "%s", r->out[0]->u.str.s);
+    node_models_release();
+    node_models_stats(&files, &bytes);
+    assert_int_equal(files, files0);
+    assert_int_equal(exec_node(r), 0);
+    assert_string_equal(r->out[0]->u.str.s, first);
+    node_models_stats(&files, NULL);
+    assert_int_equal(files, files0 + 1);
+    run_free(r);
+    node_value_unref(cls);
+}
+
 static void test_node_threshold(void **state)
 {
     (void)state;
@@ -1297,6 +1324,7 @@ int main(void)
         cmocka_unit_test(test_meta),
         cmocka_unit_test(test_node_loader),
         cmocka_unit_test(test_node_classify),
+        cmocka_unit_test(test_node_memory),
         cmocka_unit_test(test_node_threshold),
         cmocka_unit_test(test_node_gate),
         cmocka_unit_test(test_node_schemas),
