@@ -7,6 +7,7 @@
  * ranking and ties; and the nodes (loader, classify, threshold, gate, and SaveImage on the
  * empty batch a closed gate produces). */
 #include "testutil.h"
+#include "nodes_testkit.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -131,15 +132,6 @@ static const double demo_probs[20] = {
 /* ================================================================== helpers */
 
 static char *tmp;
-
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *s = malloc(n);
-    assert_non_null(s);
-    snprintf(s, n, "%s/%s", a, b);
-    return s;
-}
 
 static void near(double got, double want, double tol, const char *what, size_t i)
 {
@@ -653,7 +645,7 @@ static void test_topk(void **state)
 
 static char *write_in(const char *dir, const char *name, const char *text)
 {
-    char *p = join(dir, name);
+    char *p = nt_join(dir, name);
     tu_write_file(p, text, strlen(text));
     return p;
 }
@@ -685,7 +677,7 @@ static void expect_labels_error(const char *dir, const char *name, const char *t
 static void test_labels_files(void **state)
 {
     (void)state;
-    char *dir = join(tmp, "labels");
+    char *dir = nt_join(tmp, "labels");
     assert_int_equal(mkdir(dir, 0755), 0);
     static const char *const ab[] = {"tabby, tabby cat", "crane", "crane"};
     expect_labels(dir, "a.txt", "\xEF\xBB\xBF  tabby, tabby cat \r\ncrane\r\ncrane\r\n\r\n \n", 3, ab);
@@ -698,7 +690,7 @@ static void test_labels_files(void **state)
     expect_labels_error(dir, "g.json", "{\"0\": \"cat\", \"2\": \"dog\"}", "labels file g.json: the object has no key \"1\"");
     expect_labels_error(dir, "h.json", "[\"cat\",", "labels file h.json is not valid JSON: line 1");
     expect_labels_error(dir, "i.json", "[]", "must hold a non-empty JSON list");
-    char *nul = join(dir, "j.txt"), err0[256] = "";
+    char *nul = nt_join(dir, "j.txt"), err0[256] = "";
     tu_write_file(nul, "a\0b", 3);
     cls_labels_t l0;
     assert_int_equal(cls_labels_load(nul, &l0, err0, sizeof err0), BASE_E_MODEL_FORMAT);
@@ -706,7 +698,7 @@ static void test_labels_files(void **state)
     free(nul);
 
     /* Beside a model: the first existing candidate, its count checked. */
-    char *model = join(dir, "m.safetensors"), err[512] = "";
+    char *model = nt_join(dir, "m.safetensors"), err[512] = "";
     cls_labels_t l;
     assert_int_equal(cls_labels_for_model(model, 2, &l, err, sizeof err), BASE_E_NOENT);
     expect_contains(err, "no labels file for m.safetensors: put the class names, one per line, in m.labels.txt");
@@ -769,7 +761,7 @@ static void write_prefixed(const char *from, const char *to)
     assert_non_null(names);
     for (size_t i = 0; i < n; i++) {
         const st_tensor_t *t = st_at(f, i);
-        names[i] = join("module", t->name);
+        names[i] = nt_join("module", t->name);
         names[i][6] = '.';
         e[i] = (st_write_entry_t){.name = names[i], .dtype = t->dtype, .ndim = t->ndim, .shape = {0}, .data = t->data};
         memcpy(e[i].shape, t->shape, sizeof t->shape);
@@ -792,7 +784,7 @@ static void test_model_files(void **state)
     assert_int_equal(st_count(f), 122);
     assert_int_equal(st_find(f, "layer4.1.bn2.num_batches_tracked")->dtype, ST_I64);
     st_close(f);
-    char *lp = join(cls_dir, "demo.labels.txt"), *text = NULL;
+    char *lp = nt_join(cls_dir, "demo.labels.txt"), *text = NULL;
     size_t len = 0;
     assert_int_equal(base_read_file(lp, 4096, &text, &len), 0);
     assert_string_equal(text, "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n");
@@ -828,7 +820,7 @@ static void test_model_files(void **state)
     assert_null(p);
 
     /* "module." prefixed names load to the same classifier. */
-    char *mod = join(cls_dir, "dp.safetensors");
+    char *mod = nt_join(cls_dir, "dp.safetensors");
     write_prefixed(demo_path, mod);
     free(write_in(cls_dir, "dp.json", "[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"]"));
     cls_model_t *m2 = NULL;
@@ -849,7 +841,7 @@ static void test_model_files(void **state)
     assert_true(cls_model_load(junk, NULL, &m, err, sizeof err) < 0);
     expect_contains(err, "classifier junk.safetensors: ");
     assert_null(m);
-    char *sdp = join(cls_dir, "sd.safetensors");
+    char *sdp = nt_join(cls_dir, "sd.safetensors");
     float z[4] = {0};
     st_write_entry_t e = {.name = "model.diffusion_model.out.2.bias", .dtype = ST_F32, .ndim = 1, .shape = {4}, .data = z};
     assert_int_equal(st_write(sdp, &e, 1, NULL, err, sizeof err), 0);
@@ -864,7 +856,7 @@ static void test_model_files(void **state)
 static void test_meta(void **state)
 {
     (void)state;
-    char *path = join(tmp, "meta.safetensors"), err[512] = "";
+    char *path = nt_join(tmp, "meta.safetensors"), err[512] = "";
     float z = 0;
     st_write_entry_t e = {.name = "x", .dtype = ST_F32, .ndim = 1, .shape = {1}, .data = &z};
     static const char *const good[] = {"classifier.resize_size", "232", "classifier.crop_size", "200",
@@ -900,80 +892,23 @@ static void test_meta(void **state)
 
 static node_env_t env;
 
-typedef struct {
-    node_ctx_t ctx;
-    node_value_t *in[8];
-    node_value_t *out[4];
-    atomic_bool intr;
-    uint64_t last_value, last_max;
-} run_t;
-
-static void on_progress(void *engine, const char *node_id, uint64_t value, uint64_t max)
-{
-    run_t *r = engine;
-    (void)node_id;
-    r->last_value = value;
-    r->last_max = max;
-}
+typedef nt_run_t run_t;
 
 static run_t *run_new(const node_def_t *def)
 {
-    run_t *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    atomic_init(&r->intr, false);
-    r->ctx.def = def;
-    r->ctx.node_id = "7";
-    r->ctx.env = &env;
-    r->ctx.in = r->in;
-    r->ctx.out = r->out;
-    r->ctx.interrupt = &r->intr;
-    r->ctx.engine = r;
-    r->ctx.progress_cb = on_progress;
-    return r;
-}
-
-static void set_in(run_t *r, const char *name, node_value_t *v)
-{
-    int i = node_def_input_index(r->ctx.def, name);
-    if (i < 0)
-        fail_msg("no input %s", name);
-    assert_non_null(v);
-    node_value_unref(r->in[i]);
-    r->in[i] = v;
-}
-
-static int exec_node(run_t *r)
-{
-    r->ctx.err[0] = '\0';
-    json_free(r->ctx.ui);
-    r->ctx.ui = NULL;
-    for (size_t i = 0; i < 4; i++) {
-        node_value_unref(r->out[i]);
-        r->out[i] = NULL;
-    }
-    return r->ctx.def->execute(&r->ctx);
-}
-
-static void run_free(run_t *r)
-{
-    for (size_t i = 0; i < 8; i++)
-        node_value_unref(r->in[i]);
-    for (size_t i = 0; i < 4; i++)
-        node_value_unref(r->out[i]);
-    json_free(r->ctx.ui);
-    free(r);
+    return nt_run_new(def, &env, "7");
 }
 
 static node_value_t *load_classifier(const char *name)
 {
     run_t *r = run_new(&node_def_ImageClassifierLoader);
-    set_in(r, "classifier_name", node_value_string(name));
-    if (exec_node(r))
+    nt_set_in(r, "classifier_name", node_value_string(name));
+    if (nt_exec(r))
         fail_msg("loader: %s", r->ctx.err);
     node_value_t *v = node_value_ref(r->out[0]);
     assert_int_equal(v->kind, NODE_V_OBJECT);
     assert_string_equal(v->u.obj.tag, "CLASSIFIER");
-    run_free(r);
+    nt_run_free(r);
     return v;
 }
 
@@ -997,24 +932,24 @@ static void test_node_loader(void **state)
     node_value_unref(load_classifier("demo.safetensors"));
 
     run_t *r = run_new(&node_def_ImageClassifierLoader);
-    set_in(r, "classifier_name", node_value_string("nope.safetensors"));
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    nt_set_in(r, "classifier_name", node_value_string("nope.safetensors"));
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     assert_string_equal(r->ctx.err, "classifier file not found: models/classifiers/nope.safetensors");
-    set_in(r, "classifier_name", node_value_string("../classifiers/demo.safetensors"));
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    nt_set_in(r, "classifier_name", node_value_string("../classifiers/demo.safetensors"));
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     expect_contains(r->ctx.err, "invalid classifier name");
     /* The same weights without a labels file. */
-    char *bare = join(cls_dir, "bare.safetensors");
+    char *bare = nt_join(cls_dir, "bare.safetensors");
     cls_resnet_config_t c;
     cls_demo_config(&c);
     char err[256];
     assert_int_equal(cls_demo_write(bare, &c, 1, err, sizeof err), 0);
-    char *bl = join(cls_dir, "bare.labels.txt");
+    char *bl = nt_join(cls_dir, "bare.labels.txt");
     assert_int_equal(remove(bl), 0);
-    set_in(r, "classifier_name", node_value_string("bare.safetensors"));
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    nt_set_in(r, "classifier_name", node_value_string("bare.safetensors"));
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     expect_contains(r->ctx.err, "no labels file for bare.safetensors");
-    run_free(r);
+    nt_run_free(r);
 
     /* The fingerprint follows the labels file. */
     const json_t *vals[1];
@@ -1037,9 +972,9 @@ static void test_node_loader(void **state)
 static run_t *classify(node_value_t *cls, ts_tensor_t *img, int64_t k)
 {
     run_t *r = run_new(&node_def_ImageClassify);
-    set_in(r, "classifier", node_value_ref(cls));
-    set_in(r, "image", node_value_tensor(img));
-    set_in(r, "top_k", node_value_i64(k));
+    nt_set_in(r, "classifier", node_value_ref(cls));
+    nt_set_in(r, "image", node_value_tensor(img));
+    nt_set_in(r, "top_k", node_value_i64(k));
     return r;
 }
 
@@ -1048,7 +983,7 @@ static void test_node_classify(void **state)
     (void)state;
     node_value_t *cls = load_classifier("demo.safetensors");
     run_t *r = classify(cls, test_image(2, 300, 400, 3), 3);
-    if (exec_node(r))
+    if (nt_exec(r))
         fail_msg("%s", r->ctx.err);
     const char *img1 = "image 1\ndeer: 0.9947\ndog: 0.0053\nautomobile: 0.0000";
     const char *img2 = "image 2\ndeer: 0.9936\ndog: 0.0064\nautomobile: 0.0000";
@@ -1065,30 +1000,30 @@ static void test_node_classify(void **state)
     assert_int_equal(r->last_max, 2);
     /* Interrupted at the end of the first chunk. */
     atomic_store(&r->intr, true);
-    assert_int_equal(exec_node(r), BASE_E_INTERRUPTED);
-    run_free(r);
+    assert_int_equal(nt_exec(r), BASE_E_INTERRUPTED);
+    nt_run_free(r);
 
     /* One image: no header; top_k above the class count lists every class. */
     r = classify(cls, test_image(1, 300, 400, 3), 2);
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     assert_string_equal(r->out[0]->u.str.s, "deer: 0.9947\ndog: 0.0053");
-    set_in(r, "top_k", node_value_i64(100));
-    assert_int_equal(exec_node(r), 0);
+    nt_set_in(r, "top_k", node_value_i64(100));
+    assert_int_equal(nt_exec(r), 0);
     const char *s = r->out[0]->u.str.s;
     size_t lines = 1;
     for (; *s; s++)
         lines += *s == '\n';
     assert_int_equal(lines, 10);
-    run_free(r);
+    nt_run_free(r);
 
     /* An empty batch. */
     ts_tensor_t *none = NULL;
     int64_t es[4] = {0, 8, 8, 3};
     assert_int_equal(ts_zeros(&none, es, 4, TS_F32, CPU), 0);
     r = classify(cls, none, 5);
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     assert_string_equal(r->ctx.err, "the image batch is empty: there is nothing to classify");
-    run_free(r);
+    nt_run_free(r);
     node_value_unref(cls);
 }
 
@@ -1096,9 +1031,9 @@ static node_value_t *classification(void)
 {
     node_value_t *cls = load_classifier("demo.safetensors");
     run_t *r = classify(cls, test_image(2, 300, 400, 3), 5);
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     node_value_t *v = node_value_ref(r->out[3]);
-    run_free(r);
+    nt_run_free(r);
     node_value_unref(cls);
     return v;
 }
@@ -1108,18 +1043,18 @@ static bool threshold(node_value_t *res, double thr, const char *label, const ch
                       const char *ui)
 {
     run_t *r = run_new(&node_def_ClassifierThreshold);
-    set_in(r, "classification", node_value_ref(res));
-    set_in(r, "threshold", node_value_float(thr));
-    set_in(r, "label", node_value_string(label));
-    set_in(r, "require", node_value_string(require));
-    if (exec_node(r))
+    nt_set_in(r, "classification", node_value_ref(res));
+    nt_set_in(r, "threshold", node_value_float(thr));
+    nt_set_in(r, "label", node_value_string(label));
+    nt_set_in(r, "require", node_value_string(require));
+    if (nt_exec(r))
         fail_msg("%s", r->ctx.err);
     assert_int_equal(r->out[0]->kind, NODE_V_BOOL);
     bool passed = r->out[0]->u.b;
     *score = r->out[1]->u.f;
     if (ui)
         expect_ui_text(r->ctx.ui, 0, ui);
-    run_free(r);
+    nt_run_free(r);
     return passed;
 }
 
@@ -1136,17 +1071,17 @@ static void test_node_memory(void **state)
     assert_int_equal(files, files0 + 1);
     assert_true(bytes > bytes0);
     run_t *r = classify(cls, test_image(1, 300, 400, 3), 2);
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     char first[256];
     snprintf(first, sizeof first, "%s", r->out[0]->u.str.s);
     node_models_release();
     node_models_stats(&files, &bytes);
     assert_int_equal(files, files0);
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     assert_string_equal(r->out[0]->u.str.s, first);
     node_models_stats(&files, NULL);
     assert_int_equal(files, files0 + 1);
-    run_free(r);
+    nt_run_free(r);
     node_value_unref(cls);
 }
 
@@ -1166,24 +1101,24 @@ static void test_node_threshold(void **state)
     near(s, demo_probs[15], 2e-5, "best dog score", 0);
 
     run_t *r = run_new(&node_def_ClassifierThreshold);
-    set_in(r, "classification", node_value_ref(res));
-    set_in(r, "threshold", node_value_float(0.5));
-    set_in(r, "label", node_value_string("unicorn"));
-    set_in(r, "require", node_value_string("all images"));
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    nt_set_in(r, "classification", node_value_ref(res));
+    nt_set_in(r, "threshold", node_value_float(0.5));
+    nt_set_in(r, "label", node_value_string("unicorn"));
+    nt_set_in(r, "require", node_value_string("all images"));
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     assert_string_equal(r->ctx.err, "ClassifierThreshold: 'unicorn' is not one of the classifier's 10 labels "
                                     "(airplane, automobile, ...); leave label empty to use each image's best label");
-    run_free(r);
+    nt_run_free(r);
     node_value_unref(res);
 }
 
 static run_t *gate(ts_tensor_t *img, bool passed, const char *open_when, const char *when_closed)
 {
     run_t *r = run_new(&node_def_ImageGate);
-    set_in(r, "image", node_value_tensor(ts_ref(img)));
-    set_in(r, "passed", node_value_bool(passed));
-    set_in(r, "open_when", node_value_string(open_when));
-    set_in(r, "when_closed", node_value_string(when_closed));
+    nt_set_in(r, "image", node_value_tensor(ts_ref(img)));
+    nt_set_in(r, "passed", node_value_bool(passed));
+    nt_set_in(r, "open_when", node_value_string(open_when));
+    nt_set_in(r, "when_closed", node_value_string(when_closed));
     return r;
 }
 
@@ -1201,40 +1136,40 @@ static void test_node_gate(void **state)
     (void)state;
     ts_tensor_t *img = test_image(1, 6, 5, 3);
     run_t *r = gate(img, true, "passed", "empty batch");
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     assert_ptr_equal(r->out[0]->u.t, img); /* the same image, not a copy */
-    run_free(r);
+    nt_run_free(r);
     r = gate(img, false, "failed", "empty batch");
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     assert_ptr_equal(r->out[0]->u.t, img);
-    run_free(r);
+    nt_run_free(r);
 
     r = gate(img, true, "failed", "empty batch");
-    assert_int_equal(exec_node(r), 0);
+    assert_int_equal(nt_exec(r), 0);
     int64_t empty[4] = {0, 6, 5, 3};
     expect_shape(r->out[0]->u.t, empty, 4);
     /* SaveImage and PreviewImage accept the empty batch and save nothing. */
     const node_def_t *savers[2] = {&node_def_SaveImage, &node_def_PreviewImage};
     for (int i = 0; i < 2; i++) {
         run_t *s = run_new(savers[i]);
-        set_in(s, "images", node_value_ref(r->out[0]));
+        nt_set_in(s, "images", node_value_ref(r->out[0]));
         if (i == 0)
-            set_in(s, "filename_prefix", node_value_string("gated"));
-        if (exec_node(s))
+            nt_set_in(s, "filename_prefix", node_value_string("gated"));
+        if (nt_exec(s))
             fail_msg("%s: %s", savers[i]->name, s->ctx.err);
         char *ui = json_dump(s->ctx.ui, JSON_COMPACT);
         assert_string_equal(ui, "{\"images\":[]}");
         free(ui);
-        run_free(s);
+        nt_run_free(s);
     }
     assert_int_equal(files_in(out_dir) + files_in(temp_dir), 0);
-    run_free(r);
+    nt_run_free(r);
 
     r = gate(img, false, "passed", "stop with error");
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     assert_string_equal(r->ctx.err, "ImageGate: the check failed, so this gate (open when passed) stopped the "
                                     "workflow here");
-    run_free(r);
+    nt_run_free(r);
     ts_free(img);
 }
 
@@ -1280,13 +1215,13 @@ static int setup(void **state)
     (void)state;
     assert_int_equal(ts_init(1), 0);
     tmp = tu_fresh_dir("classify");
-    models_dir = join(tmp, "models");
-    cls_dir = join(models_dir, "classifiers");
-    out_dir = join(tmp, "output");
-    temp_dir = join(tmp, "temp");
+    models_dir = nt_join(tmp, "models");
+    cls_dir = nt_join(models_dir, "classifiers");
+    out_dir = nt_join(tmp, "output");
+    temp_dir = nt_join(tmp, "temp");
     assert_int_equal(base_mkdir_p(cls_dir), 0);
     assert_int_equal(base_mkdir_p(out_dir), 0);
-    demo_path = join(cls_dir, "demo.safetensors");
+    demo_path = nt_join(cls_dir, "demo.safetensors");
     char err[256] = "";
     if (cls_demo_write(demo_path, NULL, 1, err, sizeof err))
         fail_msg("%s", err);

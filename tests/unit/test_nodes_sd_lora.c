@@ -11,6 +11,7 @@
  * unpatched tensors, the base staying bit-identical to the file, the patch cache, rebuilding
  * after the model cache unloads a patched model, bad files, and KSampler/CLIPTextEncode runs. */
 #include "testutil.h"
+#include "nodes_testkit.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,55 +32,33 @@ typedef struct {
 
 static fix_t F;
 
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *s = malloc(n);
-    assert_non_null(s);
-    snprintf(s, n, "%s/%s", a, b);
-    return s;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    assert_non_null(a);
-    assert_non_null(b);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, b), n);
-    fclose(a);
-    assert_int_equal(fclose(b), 0);
-}
-
 static int setup(void **state)
 {
     (void)state;
     assert_int_equal(ts_init(1), 0);
     F.base = tu_fresh_dir("sd_lora");
-    F.models = join(F.base, "models");
-    F.loras = join(F.models, "loras");
-    F.input = join(F.base, "input");
-    F.output = join(F.base, "output");
-    F.temp = join(F.base, "temp");
-    char *ck = join(F.models, "checkpoints"), *tok = join(F.models, "clip_tokenizer");
+    F.models = nt_join(F.base, "models");
+    F.loras = nt_join(F.models, "loras");
+    F.input = nt_join(F.base, "input");
+    F.output = nt_join(F.base, "output");
+    F.temp = nt_join(F.base, "temp");
+    char *ck = nt_join(F.models, "checkpoints"), *tok = nt_join(F.models, "clip_tokenizer");
     assert_int_equal(mkdir(F.models, 0755), 0);
     assert_int_equal(mkdir(ck, 0755), 0);
     assert_int_equal(mkdir(tok, 0755), 0);
     assert_int_equal(mkdir(F.loras, 0755), 0);
-    char *sub = join(F.loras, "styles");
+    char *sub = nt_join(F.loras, "styles");
     assert_int_equal(mkdir(sub, 0755), 0);
     free(sub);
-    F.ckpt = join(ck, "tiny.safetensors");
+    F.ckpt = nt_join(ck, "tiny.safetensors");
     char err[512] = "";
     assert_int_equal(sd_demo_write(F.ckpt, SD_DEMO_TINY, ST_F32, 1, err, sizeof err), 0);
     const char *names[] = {"vocab.json", "merges.txt"};
     for (int i = 0; i < 2; i++) {
         char from[1024];
         snprintf(from, sizeof from, "%s/nodes/sd/clip_tokenizer/%s", WEFT_SOURCE_DIR, names[i]);
-        char *to = join(tok, names[i]);
-        copy_file(from, to);
+        char *to = nt_join(tok, names[i]);
+        nt_copy_file(from, to);
         free(to);
     }
     free(ck);
@@ -157,7 +136,7 @@ static void lw_scalar(lw_t *w, const char *name, float v)
  * half precision) and frees them. */
 static void lw_write_as(lw_t *w, const char *file, bool f16)
 {
-    char *path = join(F.loras, file), err[512] = "";
+    char *path = nt_join(F.loras, file), err[512] = "";
     void *half[LW_MAX] = {0};
     for (size_t i = 0; f16 && i < w->n; i++) {
         ts_tensor_t *a = NULL, *b = NULL;
@@ -285,74 +264,24 @@ static void expect_bits(const ts_tensor_t *t, const float *want, size_t n, const
 /* ------------------------------------------------------------------ running nodes */
 
 typedef struct {
-    node_ctx_t ctx;
-    node_value_t *in[16];
-    node_value_t *out[4];
-    atomic_bool intr;
-} run_t;
+    node_value_t *model, *clip, *vae;
+} ckpt_t;
 
-static void on_progress(void *engine, const char *node_id, uint64_t value, uint64_t max)
-{
-    (void)engine;
-    (void)node_id;
-    (void)value;
-    (void)max;
-}
+typedef nt_run_t run_t;
 
 static run_t *run_new(const node_def_t *def)
 {
-    run_t *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    atomic_init(&r->intr, false);
-    r->ctx.def = def;
-    r->ctx.node_id = "7";
-    r->ctx.env = &F.env;
-    r->ctx.in = r->in;
-    r->ctx.out = r->out;
-    r->ctx.interrupt = &r->intr;
-    r->ctx.engine = r;
-    r->ctx.progress_cb = on_progress;
-    return r;
+    return nt_run_new(def, &F.env, "7");
 }
-
-static void set_in(run_t *r, const char *name, node_value_t *v)
-{
-    int i = node_def_input_index(r->ctx.def, name);
-    if (i < 0)
-        fail_msg("no input %s", name);
-    assert_non_null(v);
-    node_value_unref(r->in[i]);
-    r->in[i] = v;
-}
-
-static int exec_node(run_t *r)
-{
-    r->ctx.err[0] = '\0';
-    return r->ctx.def->execute(&r->ctx);
-}
-
-static void run_free(run_t *r)
-{
-    for (size_t i = 0; i < 16; i++)
-        node_value_unref(r->in[i]);
-    for (size_t i = 0; i < 4; i++)
-        node_value_unref(r->out[i]);
-    json_free(r->ctx.ui);
-    free(r);
-}
-
-typedef struct {
-    node_value_t *model, *clip, *vae;
-} ckpt_t;
 
 static ckpt_t load_ckpt(void)
 {
     run_t *r = run_new(&node_def_CheckpointLoaderSimple);
-    set_in(r, "ckpt_name", node_value_string("tiny.safetensors"));
-    if (exec_node(r))
+    nt_set_in(r, "ckpt_name", node_value_string("tiny.safetensors"));
+    if (nt_exec(r))
         fail_msg("CheckpointLoaderSimple: %s", r->ctx.err);
     ckpt_t c = {node_value_ref(r->out[0]), node_value_ref(r->out[1]), node_value_ref(r->out[2])};
-    run_free(r);
+    nt_run_free(r);
     return c;
 }
 
@@ -374,15 +303,15 @@ typedef struct {
 static lora_res_t lora_run(node_value_t *model, node_value_t *clip, const char *name, double sm, double sc)
 {
     run_t *r = run_new(clip ? &node_def_LoraLoader : &node_def_LoraLoaderModelOnly);
-    set_in(r, "model", node_value_ref(model));
+    nt_set_in(r, "model", node_value_ref(model));
     if (clip) {
-        set_in(r, "clip", node_value_ref(clip));
-        set_in(r, "strength_clip", node_value_float(sc));
+        nt_set_in(r, "clip", node_value_ref(clip));
+        nt_set_in(r, "strength_clip", node_value_float(sc));
     }
-    set_in(r, "lora_name", node_value_string(name));
-    set_in(r, "strength_model", node_value_float(sm));
+    nt_set_in(r, "lora_name", node_value_string(name));
+    nt_set_in(r, "strength_model", node_value_float(sm));
     lora_res_t res = {0};
-    res.rc = exec_node(r);
+    res.rc = nt_exec(r);
     snprintf(res.err, sizeof res.err, "%s", r->ctx.err);
     if (!res.rc) {
         res.model = node_value_ref(r->out[0]);
@@ -394,7 +323,7 @@ static lora_res_t lora_run(node_value_t *model, node_value_t *clip, const char *
     }
     if (r->ctx.ui)
         res.ui = json_dump(r->ctx.ui, JSON_COMPACT);
-    run_free(r);
+    nt_run_free(r);
     return res;
 }
 
@@ -1127,7 +1056,7 @@ static void expect_failure(const ckpt_t *c, const char *name, const char *want)
 static void test_bad_files(void **state)
 {
     (void)state;
-    char *path = join(F.loras, "garbage.safetensors");
+    char *path = nt_join(F.loras, "garbage.safetensors");
     tu_write_file(path, "this is not a safetensors file at all", 37);
     free(path);
     lw_t w = {0};
@@ -1168,44 +1097,44 @@ static void test_bad_files(void **state)
 static node_value_t *encode(node_value_t *clip, const char *text)
 {
     run_t *r = run_new(&node_def_CLIPTextEncode);
-    set_in(r, "clip", node_value_ref(clip));
-    set_in(r, "text", node_value_string(text));
-    if (exec_node(r))
+    nt_set_in(r, "clip", node_value_ref(clip));
+    nt_set_in(r, "text", node_value_string(text));
+    if (nt_exec(r))
         fail_msg("CLIPTextEncode: %s", r->ctx.err);
     node_value_t *v = node_value_ref(r->out[0]);
-    run_free(r);
+    nt_run_free(r);
     return v;
 }
 
 static node_value_t *empty_latent(void)
 {
     run_t *r = run_new(&node_def_EmptyLatentImage);
-    set_in(r, "width", node_value_i64(64));
-    set_in(r, "height", node_value_i64(64));
-    set_in(r, "batch_size", node_value_i64(1));
-    assert_int_equal(exec_node(r), 0);
+    nt_set_in(r, "width", node_value_i64(64));
+    nt_set_in(r, "height", node_value_i64(64));
+    nt_set_in(r, "batch_size", node_value_i64(1));
+    assert_int_equal(nt_exec(r), 0);
     node_value_t *v = node_value_ref(r->out[0]);
-    run_free(r);
+    nt_run_free(r);
     return v;
 }
 
 static node_value_t *ksample(node_value_t *model, node_value_t *pos, node_value_t *neg, node_value_t *latent)
 {
     run_t *r = run_new(&node_def_KSampler);
-    set_in(r, "model", node_value_ref(model));
-    set_in(r, "positive", node_value_ref(pos));
-    set_in(r, "negative", node_value_ref(neg));
-    set_in(r, "latent_image", node_value_ref(latent));
-    set_in(r, "seed", node_value_i64(42));
-    set_in(r, "steps", node_value_i64(3));
-    set_in(r, "cfg", node_value_float(6.0));
-    set_in(r, "sampler_name", node_value_string("euler"));
-    set_in(r, "scheduler", node_value_string("normal"));
-    set_in(r, "denoise", node_value_float(1.0));
-    if (exec_node(r))
+    nt_set_in(r, "model", node_value_ref(model));
+    nt_set_in(r, "positive", node_value_ref(pos));
+    nt_set_in(r, "negative", node_value_ref(neg));
+    nt_set_in(r, "latent_image", node_value_ref(latent));
+    nt_set_in(r, "seed", node_value_i64(42));
+    nt_set_in(r, "steps", node_value_i64(3));
+    nt_set_in(r, "cfg", node_value_float(6.0));
+    nt_set_in(r, "sampler_name", node_value_string("euler"));
+    nt_set_in(r, "scheduler", node_value_string("normal"));
+    nt_set_in(r, "denoise", node_value_float(1.0));
+    if (nt_exec(r))
         fail_msg("KSampler: %s", r->ctx.err);
     node_value_t *v = node_value_ref(r->out[0]);
-    run_free(r);
+    nt_run_free(r);
     return v;
 }
 

@@ -6,6 +6,7 @@
  * full KSampler, batch_index noise equals the matching item of a batch, a zero noise mask
  * keeps the source latent, progress and previews per step, and interrupt. */
 #include "testutil.h"
+#include "nodes_testkit.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,51 +28,29 @@ typedef struct {
 
 static fix_t F;
 
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *s = malloc(n);
-    assert_non_null(s);
-    snprintf(s, n, "%s/%s", a, b);
-    return s;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    assert_non_null(a);
-    assert_non_null(b);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, b), n);
-    fclose(a);
-    assert_int_equal(fclose(b), 0);
-}
-
 static int setup(void **state)
 {
     (void)state;
     assert_int_equal(ts_init(1), 0);
     F.base = tu_fresh_dir("sd_nodes");
-    F.models = join(F.base, "models");
-    F.input = join(F.base, "input");
-    F.output = join(F.base, "output");
-    F.temp = join(F.base, "temp");
-    char *ck = join(F.models, "checkpoints"), *tok = join(F.models, "clip_tokenizer");
+    F.models = nt_join(F.base, "models");
+    F.input = nt_join(F.base, "input");
+    F.output = nt_join(F.base, "output");
+    F.temp = nt_join(F.base, "temp");
+    char *ck = nt_join(F.models, "checkpoints"), *tok = nt_join(F.models, "clip_tokenizer");
     assert_int_equal(mkdir(F.models, 0755), 0);
     assert_int_equal(mkdir(ck, 0755), 0);
     assert_int_equal(mkdir(tok, 0755), 0);
     assert_int_equal(mkdir(F.input, 0755), 0);
     assert_int_equal(mkdir(F.output, 0755), 0);
-    char *file = join(ck, "tiny.safetensors"), err[512] = "";
+    char *file = nt_join(ck, "tiny.safetensors"), err[512] = "";
     assert_int_equal(sd_demo_write(file, SD_DEMO_TINY, ST_F32, 1, err, sizeof err), 0);
     const char *names[] = {"vocab.json", "merges.txt"};
     for (int i = 0; i < 2; i++) {
         char from[1024];
         snprintf(from, sizeof from, "%s/nodes/sd/clip_tokenizer/%s", WEFT_SOURCE_DIR, names[i]);
-        char *to = join(tok, names[i]);
-        copy_file(from, to);
+        char *to = nt_join(tok, names[i]);
+        nt_copy_file(from, to);
         free(to);
     }
     free(file);
@@ -96,95 +75,26 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------------------ running one node */
 
-typedef struct {
-    node_ctx_t ctx;
-    node_value_t *in[16];
-    node_value_t *out[4];
-    atomic_bool intr;
-    int progress_calls, previews;
-    uint64_t last_value, last_max;
-} run_t;
-
-static void on_progress(void *engine, const char *node_id, uint64_t value, uint64_t max)
-{
-    run_t *r = engine;
-    (void)node_id;
-    r->progress_calls++;
-    r->last_value = value;
-    r->last_max = max;
-}
-
-static void on_preview(void *engine, const char *node_id, const void *png, size_t len)
-{
-    run_t *r = engine;
-    (void)node_id;
-    assert_true(len > 8);
-    assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
-    r->previews++;
-}
-
-static run_t *run_new(const node_def_t *def)
-{
-    run_t *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    atomic_init(&r->intr, false);
-    r->ctx.def = def;
-    r->ctx.node_id = "3";
-    r->ctx.env = &F.env;
-    r->ctx.in = r->in;
-    r->ctx.out = r->out;
-    r->ctx.interrupt = &r->intr;
-    r->ctx.engine = r;
-    r->ctx.progress_cb = on_progress;
-    return r;
-}
-
-static void set_in(run_t *r, const char *name, node_value_t *v)
-{
-    int i = node_def_input_index(r->ctx.def, name);
-    if (i < 0)
-        fail_msg("no input %s", name);
-    assert_non_null(v);
-    node_value_unref(r->in[i]);
-    r->in[i] = v;
-}
-
-static int exec_node(run_t *r)
-{
-    r->ctx.err[0] = '\0';
-    return r->ctx.def->execute(&r->ctx);
-}
-
-static node_value_t *take_out(run_t *r, size_t i)
-{
-    node_value_t *v = node_value_ref(r->out[i]);
-    assert_non_null(v);
-    return v;
-}
-
-static void run_free(run_t *r)
-{
-    for (size_t i = 0; i < 16; i++)
-        node_value_unref(r->in[i]);
-    for (size_t i = 0; i < 4; i++)
-        node_value_unref(r->out[i]);
-    json_free(r->ctx.ui);
-    free(r);
-}
-
 /* The loader's three outputs. */
 typedef struct {
     node_value_t *model, *clip, *vae;
 } ckpt_t;
 
+typedef nt_run_t run_t;
+
+static run_t *run_new(const node_def_t *def)
+{
+    return nt_run_new(def, &F.env, "3");
+}
+
 static ckpt_t load_ckpt(void)
 {
     run_t *r = run_new(&node_def_CheckpointLoaderSimple);
-    set_in(r, "ckpt_name", node_value_string("tiny.safetensors"));
-    if (exec_node(r))
+    nt_set_in(r, "ckpt_name", node_value_string("tiny.safetensors"));
+    if (nt_exec(r))
         fail_msg("CheckpointLoaderSimple: %s", r->ctx.err);
-    ckpt_t c = {take_out(r, 0), take_out(r, 1), take_out(r, 2)};
-    run_free(r);
+    ckpt_t c = {nt_take_out(r, 0), nt_take_out(r, 1), nt_take_out(r, 2)};
+    nt_run_free(r);
     return c;
 }
 
@@ -200,31 +110,31 @@ static node_value_t *encode(const ckpt_t *c, const char *text, int layer)
     node_value_t *clip = node_value_ref(c->clip);
     if (layer != -1) {
         run_t *s = run_new(&node_def_CLIPSetLastLayer);
-        set_in(s, "clip", clip);
-        set_in(s, "stop_at_clip_layer", node_value_i64(layer));
-        assert_int_equal(exec_node(s), 0);
-        clip = take_out(s, 0);
-        run_free(s);
+        nt_set_in(s, "clip", clip);
+        nt_set_in(s, "stop_at_clip_layer", node_value_i64(layer));
+        assert_int_equal(nt_exec(s), 0);
+        clip = nt_take_out(s, 0);
+        nt_run_free(s);
     }
     run_t *r = run_new(&node_def_CLIPTextEncode);
-    set_in(r, "clip", clip);
-    set_in(r, "text", node_value_string(text));
-    if (exec_node(r))
+    nt_set_in(r, "clip", clip);
+    nt_set_in(r, "text", node_value_string(text));
+    if (nt_exec(r))
         fail_msg("CLIPTextEncode: %s", r->ctx.err);
-    node_value_t *v = take_out(r, 0);
-    run_free(r);
+    node_value_t *v = nt_take_out(r, 0);
+    nt_run_free(r);
     return v;
 }
 
 static node_value_t *empty_latent(int64_t w, int64_t h, int64_t b)
 {
     run_t *r = run_new(&node_def_EmptyLatentImage);
-    set_in(r, "width", node_value_i64(w));
-    set_in(r, "height", node_value_i64(h));
-    set_in(r, "batch_size", node_value_i64(b));
-    assert_int_equal(exec_node(r), 0);
-    node_value_t *v = take_out(r, 0);
-    run_free(r);
+    nt_set_in(r, "width", node_value_i64(w));
+    nt_set_in(r, "height", node_value_i64(h));
+    nt_set_in(r, "batch_size", node_value_i64(b));
+    assert_int_equal(nt_exec(r), 0);
+    node_value_t *v = nt_take_out(r, 0);
+    nt_run_free(r);
     return v;
 }
 
@@ -239,16 +149,16 @@ static run_t *ksampler_run(const ckpt_t *c, node_value_t *pos, node_value_t *neg
                            ks_args_t a)
 {
     run_t *r = run_new(&node_def_KSampler);
-    set_in(r, "model", node_value_ref(c->model));
-    set_in(r, "positive", node_value_ref(pos));
-    set_in(r, "negative", node_value_ref(neg));
-    set_in(r, "latent_image", node_value_ref(latent));
-    set_in(r, "seed", node_value_int((base_int_t){.mag = a.seed}));
-    set_in(r, "steps", node_value_i64(a.steps));
-    set_in(r, "cfg", node_value_float(a.cfg));
-    set_in(r, "sampler_name", node_value_string(a.sampler));
-    set_in(r, "scheduler", node_value_string(a.scheduler));
-    set_in(r, "denoise", node_value_float(a.denoise));
+    nt_set_in(r, "model", node_value_ref(c->model));
+    nt_set_in(r, "positive", node_value_ref(pos));
+    nt_set_in(r, "negative", node_value_ref(neg));
+    nt_set_in(r, "latent_image", node_value_ref(latent));
+    nt_set_in(r, "seed", node_value_int((base_int_t){.mag = a.seed}));
+    nt_set_in(r, "steps", node_value_i64(a.steps));
+    nt_set_in(r, "cfg", node_value_float(a.cfg));
+    nt_set_in(r, "sampler_name", node_value_string(a.sampler));
+    nt_set_in(r, "scheduler", node_value_string(a.scheduler));
+    nt_set_in(r, "denoise", node_value_float(a.denoise));
     return r;
 }
 
@@ -256,10 +166,10 @@ static node_value_t *ksample(const ckpt_t *c, node_value_t *pos, node_value_t *n
                              ks_args_t a)
 {
     run_t *r = ksampler_run(c, pos, neg, latent, a);
-    if (exec_node(r))
+    if (nt_exec(r))
         fail_msg("KSampler: %s", r->ctx.err);
-    node_value_t *v = take_out(r, 0);
-    run_free(r);
+    node_value_t *v = nt_take_out(r, 0);
+    nt_run_free(r);
     return v;
 }
 
@@ -267,23 +177,23 @@ static node_value_t *advanced(const ckpt_t *c, node_value_t *pos, node_value_t *
                               bool add_noise, int start, int end, bool leftover)
 {
     run_t *r = run_new(&node_def_KSamplerAdvanced);
-    set_in(r, "model", node_value_ref(c->model));
-    set_in(r, "positive", node_value_ref(pos));
-    set_in(r, "negative", node_value_ref(neg));
-    set_in(r, "latent_image", node_value_ref(latent));
-    set_in(r, "add_noise", node_value_string(add_noise ? "enable" : "disable"));
-    set_in(r, "noise_seed", node_value_i64(77));
-    set_in(r, "steps", node_value_i64(4));
-    set_in(r, "cfg", node_value_float(5.0));
-    set_in(r, "sampler_name", node_value_string("euler"));
-    set_in(r, "scheduler", node_value_string("karras"));
-    set_in(r, "start_at_step", node_value_i64(start));
-    set_in(r, "end_at_step", node_value_i64(end));
-    set_in(r, "return_with_leftover_noise", node_value_string(leftover ? "enable" : "disable"));
-    if (exec_node(r))
+    nt_set_in(r, "model", node_value_ref(c->model));
+    nt_set_in(r, "positive", node_value_ref(pos));
+    nt_set_in(r, "negative", node_value_ref(neg));
+    nt_set_in(r, "latent_image", node_value_ref(latent));
+    nt_set_in(r, "add_noise", node_value_string(add_noise ? "enable" : "disable"));
+    nt_set_in(r, "noise_seed", node_value_i64(77));
+    nt_set_in(r, "steps", node_value_i64(4));
+    nt_set_in(r, "cfg", node_value_float(5.0));
+    nt_set_in(r, "sampler_name", node_value_string("euler"));
+    nt_set_in(r, "scheduler", node_value_string("karras"));
+    nt_set_in(r, "start_at_step", node_value_i64(start));
+    nt_set_in(r, "end_at_step", node_value_i64(end));
+    nt_set_in(r, "return_with_leftover_noise", node_value_string(leftover ? "enable" : "disable"));
+    if (nt_exec(r))
         fail_msg("KSamplerAdvanced: %s", r->ctx.err);
-    node_value_t *v = take_out(r, 0);
-    run_free(r);
+    node_value_t *v = nt_take_out(r, 0);
+    nt_run_free(r);
     return v;
 }
 
@@ -355,17 +265,17 @@ static void test_loader_and_cache(void **state)
 
     /* Missing, escaping and corrupt files fail with a message, nothing crashes. */
     const char *bad[] = {"nope.safetensors", "../outside.safetensors", "broken.safetensors"};
-    char *broken = join(F.models, "checkpoints/broken.safetensors");
+    char *broken = nt_join(F.models, "checkpoints/broken.safetensors");
     tu_write_file(broken, "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":", 13);
     free(broken);
     const char *want[] = {"not found", "invalid model name", "broken.safetensors"};
     for (int i = 0; i < 3; i++) {
         run_t *r = run_new(&node_def_CheckpointLoaderSimple);
-        set_in(r, "ckpt_name", node_value_string(bad[i]));
-        assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+        nt_set_in(r, "ckpt_name", node_value_string(bad[i]));
+        assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
         if (!strstr(r->ctx.err, want[i]))
             fail_msg("'%s' does not mention '%s'", r->ctx.err, want[i]);
-        run_free(r);
+        nt_run_free(r);
     }
 }
 
@@ -375,8 +285,8 @@ static void test_memory_budget(void **state)
 {
     (void)state;
     node_models_release();
-    char *src = join(F.models, "checkpoints/tiny.safetensors"), *dst = join(F.models, "checkpoints/tiny2.safetensors");
-    copy_file(src, dst);
+    char *src = nt_join(F.models, "checkpoints/tiny.safetensors"), *dst = nt_join(F.models, "checkpoints/tiny2.safetensors");
+    nt_copy_file(src, dst);
     ckpt_t a = load_ckpt();
     sdn_ckpt_t *ha = ((const sdn_model_t *)a.model->u.obj.ptr)->ck;
     size_t one = 0;
@@ -427,19 +337,19 @@ static void test_text_encode(void **state)
     expect_shape(sdn_cond_at(l, 0), 3, want2);
     /* ConditioningCombine concatenates the lists. */
     run_t *r = run_new(&node_def_ConditioningCombine);
-    set_in(r, "conditioning_1", node_value_ref(p));
-    set_in(r, "conditioning_2", node_value_ref(l));
-    assert_int_equal(exec_node(r), 0);
+    nt_set_in(r, "conditioning_1", node_value_ref(p));
+    nt_set_in(r, "conditioning_2", node_value_ref(l));
+    assert_int_equal(nt_exec(r), 0);
     assert_int_equal(sdn_cond_count(r->out[0]), 2);
     assert_ptr_equal(sdn_cond_at(r->out[0], 1), sdn_cond_at(l, 0));
-    run_free(r);
+    nt_run_free(r);
     /* The tiny CLIP has 2 layers: -3 is out of range. */
     r = run_new(&node_def_CLIPSetLastLayer);
-    set_in(r, "clip", node_value_ref(c.clip));
-    set_in(r, "stop_at_clip_layer", node_value_i64(-3));
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
+    nt_set_in(r, "clip", node_value_ref(c.clip));
+    nt_set_in(r, "stop_at_clip_layer", node_value_i64(-3));
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
     assert_non_null(strstr(r->ctx.err, "-2..-1"));
-    run_free(r);
+    nt_run_free(r);
     node_value_unref(p);
     node_value_unref(q);
     node_value_unref(l);
@@ -454,37 +364,37 @@ static void test_latent_nodes(void **state)
     expect_shape(sdn_latent_samples(e), 4, want);
     /* LatentUpscale keeps the aspect when one side is 0 (at least 64 px). */
     run_t *r = run_new(&node_def_LatentUpscale);
-    set_in(r, "samples", node_value_ref(e));
-    set_in(r, "upscale_method", node_value_string("bilinear"));
-    set_in(r, "width", node_value_i64(0));
-    set_in(r, "height", node_value_i64(96));
-    set_in(r, "crop", node_value_string("disabled"));
-    assert_int_equal(exec_node(r), 0);
+    nt_set_in(r, "samples", node_value_ref(e));
+    nt_set_in(r, "upscale_method", node_value_string("bilinear"));
+    nt_set_in(r, "width", node_value_i64(0));
+    nt_set_in(r, "height", node_value_i64(96));
+    nt_set_in(r, "crop", node_value_string("disabled"));
+    assert_int_equal(nt_exec(r), 0);
     int64_t up[4] = {2, 4, 12, 16};
     expect_shape(sdn_latent_samples(r->out[0]), 4, up);
-    run_free(r);
+    nt_run_free(r);
     r = run_new(&node_def_LatentUpscaleBy);
-    set_in(r, "samples", node_value_ref(e));
-    set_in(r, "upscale_method", node_value_string("nearest-exact"));
-    set_in(r, "scale_by", node_value_float(1.5));
-    assert_int_equal(exec_node(r), 0);
+    nt_set_in(r, "samples", node_value_ref(e));
+    nt_set_in(r, "upscale_method", node_value_string("nearest-exact"));
+    nt_set_in(r, "scale_by", node_value_float(1.5));
+    assert_int_equal(nt_exec(r), 0);
     int64_t by[4] = {2, 4, 9, 12};
     expect_shape(sdn_latent_samples(r->out[0]), 4, by);
-    run_free(r);
+    nt_run_free(r);
     /* SetLatentNoiseMask stores the mask as [B, 1, H, W] beside the samples. */
     r = run_new(&node_def_SetLatentNoiseMask);
     ts_tensor_t *m = NULL;
     int64_t ms[3] = {1, 48, 64};
     assert_int_equal(ts_zeros(&m, ms, 3, TS_F32, CPU), 0);
-    set_in(r, "samples", node_value_ref(e));
-    set_in(r, "mask", node_value_tensor(m));
-    assert_int_equal(exec_node(r), 0);
+    nt_set_in(r, "samples", node_value_ref(e));
+    nt_set_in(r, "mask", node_value_tensor(m));
+    assert_int_equal(nt_exec(r), 0);
     const node_value_t *nm = node_value_dict_get(r->out[0], "noise_mask");
     assert_non_null(nm);
     int64_t mw[4] = {1, 1, 48, 64};
     expect_shape(nm->u.t, 4, mw);
     assert_ptr_equal(sdn_latent_samples(r->out[0]), sdn_latent_samples(e));
-    run_free(r);
+    nt_run_free(r);
     node_value_unref(e);
 }
 
@@ -544,11 +454,11 @@ static void test_ksampler_semantics(void **state)
     ts_tensor_t *m = NULL;
     int64_t ms[3] = {1, 32, 32};
     assert_int_equal(ts_zeros(&m, ms, 3, TS_F32, CPU), 0);
-    set_in(r, "samples", node_value_ref(x1));
-    set_in(r, "mask", node_value_tensor(m));
-    assert_int_equal(exec_node(r), 0);
-    node_value_t *masked_in = take_out(r, 0);
-    run_free(r);
+    nt_set_in(r, "samples", node_value_ref(x1));
+    nt_set_in(r, "mask", node_value_tensor(m));
+    assert_int_equal(nt_exec(r), 0);
+    node_value_t *masked_in = nt_take_out(r, 0);
+    nt_run_free(r);
     ks_args_t hm = a;
     hm.denoise = 0.6;
     node_value_t *kept = ksample(&c, pos, neg, masked_in, hm);
@@ -585,28 +495,28 @@ static void test_progress_previews_interrupt(void **state)
     node_value_t *pos = encode(&c, "x", -1), *neg = encode(&c, "", -1), *lat = empty_latent(32, 32, 1);
     ks_args_t a = {.seed = 1, .steps = 3, .cfg = 8.0, .denoise = 1.0, .sampler = "dpmpp_2m", .scheduler = "normal"};
     run_t *r = ksampler_run(&c, pos, neg, lat, a);
-    r->ctx.preview_cb = on_preview;
-    assert_int_equal(exec_node(r), 0);
+    r->ctx.preview_cb = nt_on_preview;
+    assert_int_equal(nt_exec(r), 0);
     assert_int_equal(r->previews, 3);
     assert_int_equal(r->last_value, 3);
     assert_int_equal(r->last_max, 3);
-    run_free(r);
+    nt_run_free(r);
 
     /* An interrupt pending before the first step stops after it. */
     a.steps = 50;
     r = ksampler_run(&c, pos, neg, lat, a);
     atomic_store(&r->intr, true);
-    assert_int_equal(exec_node(r), BASE_E_INTERRUPTED);
+    assert_int_equal(nt_exec(r), BASE_E_INTERRUPTED);
     assert_true(r->last_value <= 1);
     assert_null(r->out[0]);
-    run_free(r);
+    nt_run_free(r);
 
     /* Unknown sampler names are refused (validation normally catches them first). */
     a.steps = 2;
     a.sampler = "no_such_sampler";
     r = ksampler_run(&c, pos, neg, lat, a);
-    assert_int_equal(exec_node(r), BASE_E_NODE_FAILED);
-    run_free(r);
+    assert_int_equal(nt_exec(r), BASE_E_NODE_FAILED);
+    nt_run_free(r);
     node_value_unref(pos);
     node_value_unref(neg);
     node_value_unref(lat);
@@ -624,9 +534,9 @@ static void test_vae_nodes(void **state)
     node_value_t *zl = sdn_latent_value(lat, z);
 
     run_t *d = run_new(&node_def_VAEDecode);
-    set_in(d, "samples", node_value_ref(zl));
-    set_in(d, "vae", node_value_ref(c.vae));
-    assert_int_equal(exec_node(d), 0);
+    nt_set_in(d, "samples", node_value_ref(zl));
+    nt_set_in(d, "vae", node_value_ref(c.vae));
+    assert_int_equal(nt_exec(d), 0);
     int64_t img_shape[4] = {1, 64, 128, 3};
     expect_shape(d->out[0]->u.t, 4, img_shape);
     double lo = 0, hi = 0;
@@ -636,35 +546,35 @@ static void test_vae_nodes(void **state)
 
     /* One tile covering the latent: exactly VAEDecode. Several tiles: same shape, progress per tile. */
     run_t *t = run_new(&node_def_VAEDecodeTiled);
-    set_in(t, "samples", node_value_ref(zl));
-    set_in(t, "vae", node_value_ref(c.vae));
-    set_in(t, "tile_size", node_value_i64(512));
-    set_in(t, "overlap", node_value_i64(64));
-    set_in(t, "temporal_size", node_value_i64(64));
-    set_in(t, "temporal_overlap", node_value_i64(8));
-    assert_int_equal(exec_node(t), 0);
+    nt_set_in(t, "samples", node_value_ref(zl));
+    nt_set_in(t, "vae", node_value_ref(c.vae));
+    nt_set_in(t, "tile_size", node_value_i64(512));
+    nt_set_in(t, "overlap", node_value_i64(64));
+    nt_set_in(t, "temporal_size", node_value_i64(64));
+    nt_set_in(t, "temporal_overlap", node_value_i64(8));
+    assert_int_equal(nt_exec(t), 0);
     assert_true(max_abs_diff(t->out[0]->u.t, d->out[0]->u.t) == 0.0);
-    set_in(t, "tile_size", node_value_i64(64));
-    set_in(t, "overlap", node_value_i64(32)); /* clamped to 16 = tile / 4 */
+    nt_set_in(t, "tile_size", node_value_i64(64));
+    nt_set_in(t, "overlap", node_value_i64(32)); /* clamped to 16 = tile / 4 */
     t->progress_calls = 0;
-    assert_int_equal(exec_node(t), 0);
+    assert_int_equal(nt_exec(t), 0);
     expect_shape(t->out[0]->u.t, 4, img_shape);
     assert_int_equal(t->progress_calls, 3); /* latent 8 x 16, tiles of 8 stepping 6: 1 x 3 */
-    run_free(t);
+    nt_run_free(t);
 
     /* VAEEncode centre-crops to multiples of 8 and drops alpha. */
     ts_tensor_t *px = NULL;
     int64_t ps[4] = {2, 70, 67, 4};
     assert_int_equal(ts_full(&px, ps, 4, 0.5, TS_F32, CPU), 0);
     run_t *e = run_new(&node_def_VAEEncode);
-    set_in(e, "pixels", node_value_tensor(px));
-    set_in(e, "vae", node_value_ref(c.vae));
-    assert_int_equal(exec_node(e), 0);
+    nt_set_in(e, "pixels", node_value_tensor(px));
+    nt_set_in(e, "vae", node_value_ref(c.vae));
+    assert_int_equal(nt_exec(e), 0);
     int64_t ls[4] = {2, 4, 8, 8};
     expect_shape(sdn_latent_samples(e->out[0]), 4, ls);
-    run_free(e);
+    nt_run_free(e);
 
-    run_free(d);
+    nt_run_free(d);
     node_value_unref(zl);
     node_value_unref(lat);
     ckpt_free(&c);
