@@ -939,6 +939,7 @@ static int reload(sdn_ckpt_t *c, char *err, size_t errsz)
     c->unet = cur.unet;
     c->clip = cur.clip;
     c->bytes = own_bytes(comp_weights(cur), borrowed ? comp_weights(have) : NULL);
+    c->shares_parent = borrowed && n == 1; /* built directly on the resident parent */
     return 0;
 }
 
@@ -975,6 +976,8 @@ int lora_holder_new(sdn_ckpt_t *parent, const lora_t *l, lora_side_t side, doubl
     c->unet = mine.unet;
     c->clip = mine.clip;
     c->bytes = own_bytes(comp_weights(mine), comp_weights(base));
+    c->parent = parent;
+    c->shares_parent = true;
     sdn_ckpt_adopt(c);
     *out = c;
     return 0;

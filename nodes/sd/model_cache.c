@@ -134,13 +134,21 @@ void sdn_ckpt_unref(sdn_ckpt_t *c)
     free(c);
 }
 
+/* The memory a resident holder keeps: its own bytes, and its parent's when it shares the
+ * parent's tensors and the parent itself was unloaded (they stay alive through this one). */
+static size_t held_bytes_locked(const sdn_ckpt_t *c)
+{
+    if (!c->resident)
+        return 0;
+    return c->bytes + (c->shares_parent && c->parent && !c->parent->resident ? c->parent->bytes : 0);
+}
+
 /* Resident bytes of all holders. */
 static size_t resident_bytes_locked(void)
 {
     size_t b = 0;
     for (sdn_ckpt_t *c = holders; c; c = c->next)
-        if (c->resident)
-            b += c->bytes;
+        b += held_bytes_locked(c);
     return b;
 }
 
@@ -396,7 +404,7 @@ void sdn_cache_stats(size_t *files, size_t *bytes)
     for (sdn_ckpt_t *c = holders; c; c = c->next)
         if (c->resident) {
             n++;
-            b += c->bytes;
+            b += held_bytes_locked(c);
         }
     pthread_mutex_unlock(&mu);
     if (files)

@@ -41,6 +41,12 @@ typedef struct sdn_ckpt_s {
     void *reload_ctx;
     void (*reload_ctx_free)(void *ctx);
     bool pinned_forever;
+    /* A model built on another (a LoRA-patched UNet): while `shares_parent`, its tensors
+     * include the parent's, which stay in memory even if the parent is unloaded, so the
+     * budget then counts the parent's bytes against this holder. parent is borrowed (the
+     * reload context holds the reference). */
+    struct sdn_ckpt_s *parent;
+    bool shares_parent;
     /* Cache bookkeeping (under the cache lock). */
     unsigned want;
     int pins;

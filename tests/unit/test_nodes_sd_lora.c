@@ -1042,6 +1042,33 @@ static void test_rebuild_after_unload(void **state)
     small_free(&b);
 }
 
+/* A patched model sharing its base's tensors keeps them alive when the base is unloaded: the
+ * budget then counts them against the patched model. */
+static void test_shared_bytes_counted(void **state)
+{
+    (void)state;
+    small_t a = write_small("s1.safetensors", 2.0f);
+    ckpt_t c = load_ckpt();
+    lora_res_t ra = lora_ok(c.model, c.clip, "s1.safetensors", 1.0, 0.0);
+    sdn_ckpt_t *base = model_ck(c.model), *pa = model_ck(ra.model);
+    char err[256];
+    assert_int_equal(sdn_use(pa, err, sizeof err), 0);
+    assert_int_equal(sdn_use(base, err, sizeof err), 0); /* resident, so its size is known */
+    size_t base_bytes = base->bytes;
+    sdn_unuse(base);
+    node_models_release(); /* the base goes; the pinned patched model stays */
+    assert_null(base->unet);
+    assert_non_null(pa->unet);
+    size_t files = 0, bytes = 0;
+    node_models_stats(&files, &bytes);
+    assert_int_equal(files, 1);
+    assert_int_equal(bytes, pa->bytes + base_bytes);
+    sdn_unuse(pa);
+    lora_res_free(&ra);
+    ckpt_free(&c);
+    small_free(&a);
+}
+
 /* ------------------------------------------------------------------ bad input */
 
 static void expect_failure(const ckpt_t *c, const char *name, const char *want)
@@ -1250,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_chain),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_rebuild_after_unload),
+        cmocka_unit_test(test_shared_bytes_counted),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_ksampler),
         cmocka_unit_test(test_model_only_and_schema),
