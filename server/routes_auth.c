@@ -302,7 +302,15 @@ void srv_h_auth_logout(srv_t *s, http_req_t *req, http_res_t *res)
 
 void srv_h_auth_me(srv_t *s, http_req_t *req, http_res_t *res)
 {
-    answer_json(res, 200, principal_json(&req->principal, true));
+    /* A browser session also gets its CSRF token back, so a page reloaded with only the
+     * cookie can act again (other sites cannot read this response: no CORS for them). */
+    json_t *o = principal_json(&req->principal, true);
+    if (o && req->principal.via == AUTH_VIA_SESSION && req->principal.csrf[0] &&
+        json_object_set(o, "csrf_token", json_new_string(req->principal.csrf))) {
+        json_free(o);
+        o = NULL;
+    }
+    answer_json(res, 200, o);
 }
 
 /* ------------------------------------------------------------------ users (admin:users) */

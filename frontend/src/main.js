@@ -84,6 +84,8 @@ async function boot() {
       return;
     }
   }
+  // The server hands a browser session its CSRF token again (a fresh tab, cleared storage).
+  if (me && me.csrf_token) api.setCsrf(me.csrf_token);
   // A browser session without its CSRF token cannot change anything: sign in again.
   if (me && me.via === 'session' && !api.csrf) me = null;
   if (me) {

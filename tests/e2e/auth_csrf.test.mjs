@@ -55,6 +55,9 @@ describe('auth sessions and CSRF', { timeout: ms(180000) }, () => {
     const r = await hget(srv, '/auth/me', { session: sess, csrf: false });
     assert.equal(r.status, 200, show(r));
     assert.equal(r.json.user, 'c_editor');
+    assert.equal(r.json.csrf_token, sess.csrf, 'a session learns its CSRF token again from /auth/me');
+    const byKey = await hget(srv, '/auth/me', { key: srv.adminKey });
+    assert.equal(byKey.json.csrf_token, undefined, 'API keys have no CSRF token');
     const q = await hget(srv, '/queue', { session: sess, csrf: false });
     assert.equal(q.status, 200, show(q));
   });
