@@ -1,4 +1,6 @@
-/* The output cache: node results keyed by graph signature, kept across prompts. */
+/* The output cache: node results keyed by graph signature, kept across prompts. The table
+ * itself takes no lock: engines that share it between threads (eng_t.mt) hold
+ * eng_t.cache_mu around every call. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +89,7 @@ eng_centry_t *eng__centry_new(const uint8_t *sig, size_t n_out, uint64_t gen)
         return NULL;
     memcpy(e->sig, sig, GRAPH_SIG_LEN);
     e->gen = gen;
+    e->lane = -1;
     e->n_out = n_out;
     return e;
 }
@@ -98,6 +101,7 @@ void eng__centry_free(eng_centry_t *e)
     for (size_t i = 0; i < e->n_out; i++)
         node_value_unref(e->out[i]);
     json_free(e->ui);
+    ts_event_free(e->ready);
     free(e);
 }
 
@@ -105,7 +109,7 @@ void eng__cache_sweep(eng_cache_t *c, uint64_t gen)
 {
     size_t kept = 0;
     for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i].e && c->slots[i].e->gen == gen)
+        if (c->slots[i].e && (c->slots[i].e->gen == gen || c->slots[i].e->pins))
             kept++;
     if (kept == c->n)
         return;
@@ -124,7 +128,7 @@ void eng__cache_sweep(eng_cache_t *c, uint64_t gen)
         eng_centry_t *e = c->slots[i].e;
         if (!e)
             continue;
-        if (e->gen == gen)
+        if (e->gen == gen || e->pins)
             slots[find_slot(slots, cap, c->slots[i].h, e->sig)] = c->slots[i];
         else
             eng__centry_free(e);
@@ -147,11 +151,26 @@ void eng__cache_clear(eng_cache_t *c)
 
 void eng_cache_clear(eng_t *e)
 {
-    if (e)
+    if (!e)
+        return;
+    if (!e->mt) {
         eng__cache_clear(&e->cache);
+        return;
+    }
+    /* Running prompts may hold entries: those stay until their prompts end. */
+    pthread_mutex_lock(&e->cache_mu);
+    eng__cache_sweep(&e->cache, ENG_GEN_NONE);
+    pthread_mutex_unlock(&e->cache_mu);
 }
 
 size_t eng_cache_count(const eng_t *e)
 {
-    return e ? e->cache.n : 0;
+    if (!e)
+        return 0;
+    if (!e->mt)
+        return e->cache.n;
+    pthread_mutex_lock((pthread_mutex_t *)&e->cache_mu);
+    size_t n = e->cache.n;
+    pthread_mutex_unlock((pthread_mutex_t *)&e->cache_mu);
+    return n;
 }

@@ -3,8 +3,8 @@
  * prompts, the event bridge from the worker to the loop, and the router.
  *
  * Threads: the loop thread owns srv_t and everything in it except where a field says
- * otherwise; the worker thread touches only srv_queue_t (under its mutex), the engine, and
- * srv_events_post. */
+ * otherwise; the worker threads (one per prompt that may run at once: --lanes) touch only
+ * srv_queue_t (under its mutex), the engine, and srv_events_post. */
 #ifndef WEFT_SRV_APP_H
 #define WEFT_SRV_APP_H
 
@@ -32,6 +32,8 @@ typedef struct {
     bool quiet;
     bool no_auth;             /* --no-auth: accepted only when listening on loopback */
     bool trust_proxy;         /* --trust-proxy: honour X-Forwarded-Host/-Proto in origin checks */
+    unsigned lanes;           /* --lanes: executor threads, and prompts that may run at once */
+    unsigned lanes_heavy;     /* --lanes-heavy: heavy nodes at once (0 = by the memory budget) */
     http_limits_t http;
     ws_limits_t ws;
 } srv_config_t;
@@ -55,16 +57,36 @@ typedef struct srv_item_s {
     graph_t *graph;        /* validated graph */
     double created_ms;
     char owner[64];        /* user that submitted it ("" = nobody: only "any" scopes see it) */
+    unsigned run_cap;      /* prompts of its owner that may run at once (0 = no cap; by role) */
+    bool executing;        /* popped and not yet through eng_execute (under the queue lock) */
 } srv_item_t;
 
 void srv_item_free(srv_item_t *it);
 
+/* A user's turn in the fair order (queue.c): when one of their prompts last started. */
+typedef struct {
+    char owner[64];
+    uint64_t served; /* 0 = never */
+} srv_turn_t;
+
+/* The pending queue runs fairly across users: the next prompt is the head of the user whose
+ * prompt started least recently (round-robin; a user never served goes first), among users
+ * below their role's cap of prompts running at once; within a user, (number, seq) order, so
+ * `front` and explicit numbers are honoured. srv_queue_each lists pending items in exactly
+ * the order they would start. */
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    srv_item_t **items;    /* kept ordered by (number, seq) */
+    srv_item_t **items;    /* pending, kept ordered by (number, seq) */
     size_t n, cap;
-    srv_item_t *running;   /* borrowed view of the worker's item (under mu) */
+    /* Started and not yet recorded as finished by the loop (srv__queue_finished), in start
+     * order; borrowed views of the workers' items. */
+    srv_item_t **runs;
+    size_t n_runs, cap_runs;
+    srv_item_t *running;   /* the most recently started of runs; NULL iff none */
+    srv_turn_t *turns;     /* one per user seen */
+    size_t n_turns, cap_turns;
+    uint64_t tick;
     bool stopping;
 } srv_queue_t;
 
@@ -73,13 +95,20 @@ void srv_queue_destroy(srv_queue_t *q); /* frees remaining items */
 int srv_queue_push(srv_queue_t *q, srv_item_t *it);            /* takes it */
 /* Removes pending items by id (NULL ids = all). Returns how many. */
 size_t srv_queue_remove(srv_queue_t *q, const char *const *ids, size_t n_ids);
-/* Worker: blocks until an item or stop; NULL when stopping. Sets q->running. */
+/* Worker: blocks until an item may start (the fair order, caps) or stop; NULL when stopping.
+ * Adds it to the running items and makes it q->running. */
 srv_item_t *srv_queue_pop(srv_queue_t *q);
-void srv_queue_done(srv_queue_t *q);                           /* clears running */
+/* Worker: it is through eng_execute; its owner's cap no longer counts it (it stays running
+ * until the loop records the end). */
+void srv_queue_executed(srv_queue_t *q, srv_item_t *it);
+void srv_queue_done(srv_queue_t *q);                           /* q->running is no longer running */
 size_t srv_queue_remaining(srv_queue_t *q);                    /* pending + running */
 void srv_queue_stop(srv_queue_t *q);
-/* Calls fn for the running item (if any) then pending items in order, under the lock. */
+/* Calls fn for each running item (in start order) then the pending items in the order they
+ * would start, under the lock. */
 void srv_queue_each(srv_queue_t *q, void (*fn)(void *ud, const srv_item_t *it, bool running), void *ud);
+/* Prompts of one user that may run at once, by role (0 = no cap). */
+unsigned srv_role_run_cap(auth_role_t role);
 
 /* ------------------------------------------------------------------ worker -> loop events */
 
@@ -114,11 +143,11 @@ struct srv_s {
     uv_loop_t *loop;
     srv_env_t env;
     node_registry_t *reg;
-    eng_t *eng;              /* used by the worker thread; eng_interrupt from the loop */
+    eng_t *eng;              /* used by the worker threads; eng_interrupt from the loop */
     store_t *store;          /* the loop thread's connection */
     srv_queue_t queue;
-    pthread_t worker;
-    bool worker_started;
+    pthread_t *workers;      /* one per prompt that may run at once */
+    unsigned n_workers;      /* started */
     ws_hub_t *ws;
     auth_t *auth;            /* users, keys, sessions, limits, audit (loop thread) */
     uv_async_t ev_async;
@@ -140,7 +169,7 @@ struct srv_s {
 /* `weft serve`: runs until SIGINT/SIGTERM, then shuts down gracefully. Exit code. */
 int srv_cmd_serve(int argc, char **argv);
 
-/* Worker thread body (worker.c). */
+/* Worker thread body (worker.c); several may run (--lanes). */
 void *srv_worker_main(void *arg);
 
 /* The request handler given to http_listen: routes to the handlers below, every route also

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "app.h"
 
@@ -27,6 +28,12 @@ static void usage(FILE *f)
           "  --trust-proxy           behind a reverse proxy: take the client address from\n"
           "                          X-Forwarded-For and the public host and scheme from\n"
           "                          X-Forwarded-Host/-Proto (only when the proxy sets them)\n"
+          "  --lanes N               executor threads: independent nodes, and prompts of\n"
+          "                          different users, run at once on up to N (1-64; default 1\n"
+          "                          on CPU builds with fewer than 8 cores, else 2)\n"
+          "  --lanes-heavy N         heavy nodes (samplers, VAE, model loads) at once; default 0:\n"
+          "                          a second one starts only while the loaded models leave\n"
+          "                          half of the model memory budget free\n"
           "  --quiet                 log warnings and errors only\n"
           "  --help\n",
           f);
@@ -90,6 +97,17 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, bo
     return argv[++*i];
 }
 
+/* One lane where a second would only split the cores of a small CPU machine between two
+ * samplers; two where there is room to overlap (a model load beside sampling, two users).
+ * A CUDA build is known from the backend's static description (libtorch is not loaded). */
+static unsigned default_lanes(void)
+{
+    if (strstr(ts_backend_name(), "(CUDA)"))
+        return 2;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores >= 8 ? 2 : 1;
+}
+
 int srv_config_parse(srv_config_t *c, int argc, char **argv)
 {
     memset(c, 0, sizeof *c);
@@ -99,6 +117,7 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
     c->max_upload_mb = 100;
     c->previews = true;
     c->frontend_dir = is_dir("frontend/dist") ? "frontend/dist" : NULL;
+    c->lanes = default_lanes();
     http_limits_init(&c->http);
     ws_limits_init(&c->ws);
 
@@ -165,6 +184,20 @@ int srv_config_parse(srv_config_t *c, int argc, char **argv)
                         v ? " (got '" : "", v ? v : "", v ? "')" : "");
                 return 2;
             }
+        } else if ((v = opt_value(argc, argv, &i, "--lanes", &m)), m) {
+            if (!parse_int(v, 1, 64, &n)) {
+                fprintf(stderr, "weft serve: --lanes needs a number from 1 to 64%s%s%s\n", v ? " (got '" : "",
+                        v ? v : "", v ? "')" : "");
+                return 2;
+            }
+            c->lanes = (unsigned)n;
+        } else if ((v = opt_value(argc, argv, &i, "--lanes-heavy", &m)), m) {
+            if (!parse_int(v, 0, 64, &n)) {
+                fprintf(stderr, "weft serve: --lanes-heavy needs a number from 0 to 64%s%s%s\n",
+                        v ? " (got '" : "", v ? v : "", v ? "')" : "");
+                return 2;
+            }
+            c->lanes_heavy = (unsigned)n;
         } else if ((v = opt_value(argc, argv, &i, "--frontend", &m)), m) {
             if (!v || !*v) {
                 fprintf(stderr, "weft serve: --frontend needs a folder\n");

@@ -118,12 +118,20 @@ static void on_started(srv_t *s, srv_ev_t *ev)
     srv_broadcast_status(s);
 }
 
+/* The prompt the "current state" describes (the one started last: with --lanes several run). */
+static bool is_current(const srv_t *s, const char *prompt_id)
+{
+    return s->cur_prompt_id && prompt_id && !strcmp(s->cur_prompt_id, prompt_id);
+}
+
 static void on_engine(srv_t *s, srv_ev_t *ev)
 {
     if (!ev->type || !ev->data)
         return;
     const json_t *node = json_object_get(ev->data, "node");
-    if (!strcmp(ev->type, "executing")) {
+    if (!is_current(s, ev->prompt_id)) {
+        /* Another running prompt: its events go out, the current state stays. */
+    } else if (!strcmp(ev->type, "executing")) {
         set_str(&s->cur_node, json_str(node));
         s->cur_value = s->cur_max = 0;
     } else if (!strcmp(ev->type, "progress")) {
@@ -205,7 +213,8 @@ static void on_done(srv_t *s, srv_ev_t *ev)
      * /free that came while it ran can be applied now rather than before the next prompt. */
     if (srv__queue_finished(&s->queue, ev->item))
         srv__free_if_idle(s);
-    clear_current(s);
+    if (is_current(s, ev->prompt_id))
+        clear_current(s);
     srv_broadcast_status(s);
     json_t *d = json_new_object();
     if (d && !json_object_set(d, "node", json_new_null()) &&

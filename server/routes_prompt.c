@@ -262,6 +262,7 @@ void srv_h_prompt_post(srv_t *s, http_req_t *req, http_res_t *res)
     it->created_ms = srv__now_ms();
     const char *owner = own_user(&req->principal);
     snprintf(it->owner, sizeof it->owner, "%s", owner ? owner : "");
+    it->run_cap = owner ? srv_role_run_cap(req->principal.role) : 0;
     /* Limits last: a prompt refused for any other reason costs no quota. */
     if (own_refuse_limits(s, req, res))
         goto out;
@@ -491,21 +492,27 @@ void srv_h_queue_post(srv_t *s, http_req_t *req, http_res_t *res)
 
 /* ------------------------------------------------------------------ /interrupt, /free */
 
+/* The running prompts an interrupt is about (several run at once with --lanes). */
+enum { MAX_RUNNING = 64 };
 typedef struct {
     const char *want; /* NULL = whatever runs */
-    char id[160];     /* the running prompt's id when it matched */
-    char owner[64];
+    struct {
+        char id[160];
+        char owner[64];
+    } hit[MAX_RUNNING];
+    size_t n;
     bool found;
 } running_t;
 
 static void find_running(void *ud, const srv_item_t *it, bool running)
 {
     running_t *r = ud;
-    if (!running || (r->want && strcmp(r->want, it->prompt_id)))
+    if (!running || (r->want && strcmp(r->want, it->prompt_id)) || r->n == MAX_RUNNING)
         return;
     r->found = true;
-    snprintf(r->id, sizeof r->id, "%s", it->prompt_id);
-    snprintf(r->owner, sizeof r->owner, "%s", it->owner);
+    snprintf(r->hit[r->n].id, sizeof r->hit[r->n].id, "%s", it->prompt_id);
+    snprintf(r->hit[r->n].owner, sizeof r->hit[r->n].owner, "%s", it->owner);
+    r->n++;
 }
 
 static bool may_cancel(const auth_principal_t *p, const char *owner)
@@ -520,9 +527,15 @@ void srv_h_interrupt(srv_t *s, http_req_t *req, http_res_t *res)
     if (req->body.len)
         json_parse(req->body.data, req->body.len, &body, NULL, 0);
     const char *id = json_str(json_object_get(body, "prompt_id"));
-    running_t r = {.want = id};
-    srv_queue_each(&s->queue, find_running, &r);
-    if (!r.found && id) {
+    running_t *r = calloc(1, sizeof *r);
+    if (!r) {
+        json_free(body);
+        http_res_error(res, 500, "out_of_memory", "Out of memory");
+        return;
+    }
+    r->want = id;
+    srv_queue_each(&s->queue, find_running, r);
+    if (!r->found && id) {
         /* Not running: nothing to stop, but someone else's prompt is still not ours to name. */
         store_prompt_t p;
         memset(&p, 0, sizeof p);
@@ -536,22 +549,33 @@ void srv_h_interrupt(srv_t *s, http_req_t *req, http_res_t *res)
                 own_audit(s, req, "prompt.interrupt", id, NULL);
             http_res_empty(res, 200);
         }
+        free(r);
         json_free(body);
         return;
     }
     json_free(body);
-    if (!r.found) {
+    if (!r->found) {
+        free(r);
         http_res_empty(res, 200); /* nothing runs */
         return;
     }
-    if (!may_cancel(&req->principal, r.owner)) {
+    /* Several prompts may run at once (--lanes): a global interrupt stops those the caller
+     * may cancel, and is refused only when it may cancel none of them. By id even then: a
+     * prompt that started meanwhile is not stopped. */
+    size_t stopped = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!may_cancel(&req->principal, r->hit[i].owner))
+            continue;
+        if (s->eng)
+            eng_interrupt(s->eng, r->hit[i].id);
+        own_audit(s, req, "prompt.interrupt", r->hit[i].id, NULL);
+        stopped++;
+    }
+    free(r);
+    if (!stopped) {
         http_res_error(res, 403, "forbidden", "The running prompt belongs to another user");
         return;
     }
-    /* By id even for a global interrupt: a prompt that started meanwhile is not stopped. */
-    if (s->eng)
-        eng_interrupt(s->eng, r.id);
-    own_audit(s, req, "prompt.interrupt", r.id, NULL);
     http_res_empty(res, 200);
 }
 

@@ -69,9 +69,24 @@ static char *validation_text(const graph_validation_t *v)
     return base_buf_take(&b);
 }
 
+/* How many prompts of a stored prompt's owner may run at once: by the owner's role now
+ * (users lists them); no cap for an owner the user table does not know (--no-auth's "local",
+ * or "" for prompts from before ownership). */
+static unsigned owner_run_cap(const json_t *users, const char *owner)
+{
+    for (size_t i = 0; owner && *owner && i < json_len(users); i++) {
+        const json_t *u = json_at(users, i);
+        const char *name = json_str(json_object_get(u, "name")), *rn = json_str(json_object_get(u, "role"));
+        auth_role_t role;
+        if (name && rn && !strcmp(name, owner) && auth_role_from_name(rn, &role) == 0)
+            return srv_role_run_cap(role);
+    }
+    return 0;
+}
+
 /* Re-validates one stored pending prompt against this build's nodes; an item on success,
  * NULL after recording why it cannot run (or on out of memory). */
-static srv_item_t *revive(srv_t *s, store_prompt_t *p)
+static srv_item_t *revive(srv_t *s, store_prompt_t *p, const json_t *users)
 {
     char err[256] = "";
     graph_t *g = NULL;
@@ -124,6 +139,7 @@ static srv_item_t *revive(srv_t *s, store_prompt_t *p)
     it->created_ms = p->created_ms;
     /* The owner survives the restart, or only ":any" scopes would see the prompt again. */
     snprintf(it->owner, sizeof it->owner, "%s", p->owner ? p->owner : "");
+    it->run_cap = owner_run_cap(users, it->owner);
     if (!it->extra_data || (cid && !it->client_id)) {
         srv_item_free(it);
         it = NULL;
@@ -146,14 +162,16 @@ static int reload_pending(srv_t *s)
         return rc;
     double top = -1;
     size_t revived = 0;
+    json_t *users = n && s->auth ? auth_user_list(s->auth) : NULL;
     for (size_t i = 0; i < n; i++) {
         if (rows[i].number > top)
             top = rows[i].number;
-        srv_item_t *it = rc ? NULL : revive(s, &rows[i]);
+        srv_item_t *it = rc ? NULL : revive(s, &rows[i], users);
         if (it && !(rc = srv_queue_push(&s->queue, it)))
             revived++;
         store_prompt_free(&rows[i]);
     }
+    json_free(users);
     free(rows);
     store_prompt_t *last = NULL;
     size_t nl = 0;
@@ -198,11 +216,10 @@ static void stop_server(srv_t *s)
     if (s->eng)
         eng_interrupt(s->eng, NULL);
     srv_queue_stop(&s->queue);
-    /* The worker leaves at the next interrupt point, after posting its DONE. */
-    if (s->worker_started) {
-        pthread_join(s->worker, NULL);
-        s->worker_started = false;
-    }
+    /* The workers leave at the next interrupt point, after posting their DONE. */
+    for (unsigned i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->n_workers = 0;
     srv__events_drain(s); /* an interrupted prompt goes back to PENDING here */
     if (s->ws) {
         ws_hub_free(s->ws);
@@ -286,7 +303,13 @@ int srv_cmd_serve(int argc, char **argv)
     }
     /* No ts_init here: libtorch loads on the first tensor call (tensor_loader.c), so the
      * server answers within milliseconds and stays small until a prompt computes. */
-    eng_config_t ec = {.reg = s->reg, .env = &s->env.env};
+    /* --lanes N: N lane threads and N prompts at once (one worker each). */
+    unsigned lanes = s->cfg.lanes ? s->cfg.lanes : 1;
+    eng_config_t ec = {.reg = s->reg,
+                       .env = &s->env.env,
+                       .lanes = lanes > 1 ? lanes : 0,
+                       .max_prompts = lanes,
+                       .heavy_lanes = s->cfg.lanes_heavy};
     if ((rc = eng_new(&ec, &s->eng))) {
         fprintf(stderr, "weft serve: engine: %s\n", base_strerror(rc));
         goto out;
@@ -344,11 +367,17 @@ int srv_cmd_serve(int argc, char **argv)
         fprintf(stderr, "weft serve: cannot listen on %s:%d: %s\n", s->cfg.listen, s->cfg.port, err_text(rc));
         goto fail_loop;
     }
-    if (pthread_create(&s->worker, NULL, srv_worker_main, s)) {
-        fprintf(stderr, "weft serve: cannot start the worker thread\n");
+    if (!(s->workers = calloc(lanes, sizeof *s->workers))) {
+        fprintf(stderr, "weft serve: out of memory\n");
         goto fail_loop;
     }
-    s->worker_started = true;
+    for (unsigned i = 0; i < lanes; i++) {
+        if (pthread_create(&s->workers[i], NULL, srv_worker_main, s)) {
+            fprintf(stderr, "weft serve: cannot start the worker threads\n");
+            goto fail_loop;
+        }
+        s->n_workers++;
+    }
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 
@@ -405,6 +434,7 @@ out:
     free(s->cur_prompt_id);
     free(s->cur_client_id);
     free(s->cur_node);
+    free(s->workers);
     free(dbp);
     free(s);
     return exit_code;

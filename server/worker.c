@@ -1,6 +1,8 @@
-/* The worker thread: takes prompts from the queue one at a time and executes them. It
- * touches only the queue (under its lock), the engine and srv_events_post: never the store
- * or a socket. */
+/* The worker threads: each takes a prompt from the queue (in the fair order), executes it
+ * and takes the next. One worker per prompt that may run at once (--lanes): with lanes the
+ * engine runs the nodes of every running prompt on its lane threads, and a worker only waits
+ * for its prompt. Workers touch only the queue (under its lock), the engine and
+ * srv_events_post: never the store or a socket. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -98,7 +100,8 @@ static void on_preview(void *ud, const char *node_id, const void *png, size_t le
     srv_events_post(c->s, ev);
 }
 
-/* POST /free flags, consumed while this thread owns the engine (it holds the running item). */
+/* POST /free flags, consumed between prompts. With several workers other prompts may be
+ * running: the engine and the model cache then keep what those hold. */
 static void apply_free(srv_t *s)
 {
     bool models = atomic_exchange(&s->free_models, false);
@@ -134,6 +137,7 @@ void *srv_worker_main(void *arg)
             .ud = &c,
         };
         eng_execute(s->eng, &job, &done->result);
+        srv_queue_executed(&s->queue, it);
         apply_free(s);
         done->item = it;
         /* q->running stays set until the loop has recorded the end (srv__queue_finished), so

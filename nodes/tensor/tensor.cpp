@@ -15,9 +15,13 @@
 #include <torch/version.h>
 
 #ifdef WEFT_WITH_CUDA
+#include <c10/core/Event.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
+
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <array>
@@ -1198,6 +1202,99 @@ int ts_stream_synchronize(ts_stream_t *s) {
             s->cuda->synchronize();
         else if (!s && torch::cuda::is_available())
             c10::cuda::device_synchronize();
+        return 0;
+    });
+#else
+    return 0;
+#endif
+}
+
+/* --- lanes --- */
+
+struct ts_event_s {
+#ifdef WEFT_WITH_CUDA
+    c10::Event ev{c10::DeviceType::CUDA};
+#endif
+};
+
+namespace {
+using set_threads_fn = void (*)(int);
+std::once_flag g_lane_once;
+set_threads_fn g_omp_set;  /* OpenMP's omp_set_num_threads: a per-thread setting */
+set_threads_fn g_blas_set; /* OpenBLAS's thread count: process-wide */
+std::atomic<int> g_blas_threads{0};
+bool g_openmp; /* ATen's parallel backend is OpenMP: omp_set_num_threads sizes its regions */
+
+/* Found in the libraries libtorch already loaded (nothing new is loaded): linking them here
+ * would tie the module to one OpenMP and one BLAS. */
+void find_thread_setters() {
+    g_openmp = std::strstr(at::get_parallel_info().c_str(), "OpenMP") != nullptr;
+    if (void *h = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD))
+        g_omp_set = reinterpret_cast<set_threads_fn>(dlsym(h, "omp_set_num_threads"));
+    for (const char *lib : {"libopenblas.so.0", "libblas.so.3", "libopenblasp-r0.3.21.so"}) {
+        void *h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+        if (h && (g_blas_set = reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads"))))
+            break;
+    }
+}
+} // namespace
+
+int ts_set_thread_budget(int threads) {
+    if (threads <= 0)
+        return fail(BASE_E_INVAL, "ts_set_thread_budget: thread count %d must be > 0", threads);
+    return guarded("ts_set_thread_budget", [&] {
+        std::call_once(g_lane_once, find_thread_setters);
+        /* ATen sets this thread's count from the process-wide one the first time the thread
+         * asks; let that happen now so it does not undo the budget later. */
+        (void)at::get_num_threads();
+        if (g_omp_set && g_openmp)
+            g_omp_set(threads);
+        else
+            at::set_num_threads(threads);
+        if (g_blas_set && g_blas_threads.exchange(threads) != threads)
+            g_blas_set(threads);
+        return 0;
+    });
+}
+
+int ts_event_record(ts_event_t **out) {
+    TS_CHECK_OUT(out);
+#ifdef WEFT_WITH_CUDA
+    if (g_stream_dev < 0)
+        return 0;
+    return guarded("ts_event_record", [&] {
+        std::unique_ptr<ts_event_s> e(new ts_event_s());
+        e->ev.record(c10::cuda::getCurrentCUDAStream((c10::DeviceIndex)g_stream_dev).unwrap());
+        *out = e.release();
+        return 0;
+    });
+#else
+    return 0;
+#endif
+}
+
+int ts_event_wait(const ts_event_t *ev) {
+#ifdef WEFT_WITH_CUDA
+    if (!ev || g_stream_dev < 0)
+        return 0;
+    return guarded("ts_event_wait", [&] {
+        ev->ev.block(c10::cuda::getCurrentCUDAStream((c10::DeviceIndex)g_stream_dev).unwrap());
+        return 0;
+    });
+#else
+    return 0;
+#endif
+}
+
+void ts_event_free(ts_event_t *ev) { delete ev; }
+
+int ts_record_stream(const ts_tensor_t *t) {
+#ifdef WEFT_WITH_CUDA
+    if (!t || g_stream_dev < 0 || !t->t.is_cuda())
+        return 0;
+    return guarded("ts_record_stream", [&] {
+        c10::cuda::CUDACachingAllocator::recordStream(
+            t->t.storage().data_ptr(), c10::cuda::getCurrentCUDAStream((c10::DeviceIndex)g_stream_dev));
         return 0;
     });
 #else

@@ -199,6 +199,31 @@ void ts_stream_free(ts_stream_t *s);
 int ts_stream_set_current(ts_stream_t *s);
 int ts_stream_synchronize(ts_stream_t *s);
 
+/* --- lanes: per-thread compute budgets and ordering between executor threads ---
+ * The engine runs nodes on several threads ("lanes", engine/lanes.c). ATen's
+ * at::set_num_threads is process-wide, but with OpenMP (the parallel backend of Debian's
+ * libtorch) the size of a parallel region is a per-thread setting, so each lane gets its own
+ * share of the cores. Before the module is loaded these calls do nothing and succeed. */
+
+/* Intra-op threads (> 0) for the ops this thread runs from now on; ts_get_num_threads()
+ * then reports it on this thread only. BLAS's own threads are process-wide, so they follow
+ * the most recent budget of any thread. Without OpenMP it falls back to ATen's process-wide
+ * setting (the last caller wins). */
+int ts_set_thread_budget(int threads);
+
+typedef struct ts_event_s ts_event_t;
+/* The point this thread's current stream has reached, as a new event (CUDA builds with a
+ * CUDA stream current). *out = NULL when there is nothing to wait for (CPU: the work is
+ * complete when the call returns). */
+int ts_event_record(ts_event_t **out);
+/* Makes this thread's current stream wait for ev before its later work (NULL: no-op). */
+int ts_event_wait(const ts_event_t *ev);
+void ts_event_free(ts_event_t *ev); /* NULL is fine */
+/* Tells the CUDA caching allocator that t is used on this thread's current stream, so its
+ * memory is not handed out again before that work is done (a tensor made on another lane's
+ * stream). No-op on CPU. */
+int ts_record_stream(const ts_tensor_t *t);
+
 #ifdef __cplusplus
 }
 #endif

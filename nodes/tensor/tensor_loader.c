@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,10 @@
 #define MODULE_NAME "libweft_torch.so"
 
 /* Every forwarded function: return type, name, parameters, arguments, value when the module
- * cannot be loaded. ts_init, ts_backend_name, ts_last_error, ts_ref, ts_free, ts_gen_free and
- * ts_stream_free are written out below because they must work without the module. */
+ * cannot be loaded. ts_init, ts_backend_name, ts_last_error, ts_ref, ts_free, ts_gen_free,
+ * ts_stream_free and the lane calls (ts_set_thread_budget, ts_event_*, ts_record_stream) are
+ * written out below because they must work without the module, and the lanes must not load
+ * libtorch for prompts that never compute. */
 #define TS_FORWARDED(X)                                                                                  \
     X(int, ts_set_num_threads, (int threads), (threads), BASE_E_TENSOR_NOTSUP)                           \
     X(int, ts_get_num_threads, (void), (), 0)                                                             \
@@ -147,9 +150,16 @@ static ts_tensor_t *(*p_ts_ref)(ts_tensor_t *);
 static void (*p_ts_free)(ts_tensor_t *);
 static void (*p_ts_stream_free)(ts_stream_t *);
 static void (*p_ts_gen_free)(ts_gen_t *);
+static int (*p_ts_set_thread_budget)(int);
+static int (*p_ts_event_record)(ts_event_t **);
+static int (*p_ts_event_wait)(const ts_event_t *);
+static void (*p_ts_event_free)(ts_event_t *);
+static int (*p_ts_record_stream)(const ts_tensor_t *);
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static bool loaded;
+/* Atomic: lanes ask ts_loaded() while another thread may be loading the module; the pointers
+ * are written before it becomes true. */
+static atomic_bool loaded;
 static int requested_threads; /* from ts_init before the module was opened */
 static char load_error[1024] = "";
 
@@ -237,7 +247,12 @@ static void load(void)
          (p_ts_ref = (ts_tensor_t * (*)(ts_tensor_t *)) dlsym(h, "ts_ref")) &&
          (p_ts_free = (void (*)(ts_tensor_t *))dlsym(h, "ts_free")) &&
          (p_ts_stream_free = (void (*)(ts_stream_t *))dlsym(h, "ts_stream_free")) &&
-         (p_ts_gen_free = (void (*)(ts_gen_t *))dlsym(h, "ts_gen_free"));
+         (p_ts_gen_free = (void (*)(ts_gen_t *))dlsym(h, "ts_gen_free")) &&
+         (p_ts_set_thread_budget = (int (*)(int))dlsym(h, "ts_set_thread_budget")) &&
+         (p_ts_event_record = (int (*)(ts_event_t **))dlsym(h, "ts_event_record")) &&
+         (p_ts_event_wait = (int (*)(const ts_event_t *))dlsym(h, "ts_event_wait")) &&
+         (p_ts_event_free = (void (*)(ts_event_t *))dlsym(h, "ts_event_free")) &&
+         (p_ts_record_stream = (int (*)(const ts_tensor_t *))dlsym(h, "ts_record_stream"));
     if (!ok) {
         snprintf(load_error, sizeof load_error, "tensor backend module is incomplete: %s", dlerror());
         BASE_LOG(ERROR, "%s", load_error);
@@ -313,4 +328,36 @@ void ts_gen_free(ts_gen_t *g)
 {
     if (g && loaded)
         p_ts_gen_free(g);
+}
+
+/* Lanes: nothing to divide or order before libtorch is loaded (and no reason to load it). */
+int ts_set_thread_budget(int threads)
+{
+    if (threads <= 0)
+        return BASE_E_INVAL;
+    return loaded ? p_ts_set_thread_budget(threads) : 0;
+}
+
+int ts_event_record(ts_event_t **out)
+{
+    if (!out)
+        return BASE_E_INVAL;
+    *out = NULL;
+    return loaded ? p_ts_event_record(out) : 0;
+}
+
+int ts_event_wait(const ts_event_t *ev)
+{
+    return ev && loaded ? p_ts_event_wait(ev) : 0;
+}
+
+void ts_event_free(ts_event_t *ev)
+{
+    if (ev && loaded)
+        p_ts_event_free(ev);
+}
+
+int ts_record_stream(const ts_tensor_t *t)
+{
+    return t && loaded ? p_ts_record_stream(t) : 0;
 }

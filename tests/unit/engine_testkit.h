@@ -18,7 +18,8 @@
 
 /* ------------------------------------------------------------------ node classes */
 
-TK_UNUSED static int n_const, n_add, n_sink, n_file, n_slow, n_ni, n_show;
+/* Atomic: with lanes (WEFT_TEST_LANES) independent nodes run on different threads. */
+TK_UNUSED static atomic_int n_const, n_add, n_sink, n_file, n_slow, n_ni, n_show;
 TK_UNUSED static const char *g_fp = "v1";      /* TFile's fingerprint */
 TK_UNUSED static bool g_fp_fail;               /* TFile's is_changed fails */
 TK_UNUSED static int64_t g_file_value = 100;   /* what TFile "reads" */
@@ -227,9 +228,17 @@ TK_UNUSED static int tk_teardown(void **state)
     return 0;
 }
 
+/* Lanes of the engines the tests make: WEFT_TEST_LANES=N runs every engine test with N lane
+ * threads (default 0: nodes run on the calling thread). */
+TK_UNUSED static unsigned tk_lanes(void)
+{
+    const char *v = getenv("WEFT_TEST_LANES");
+    return v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
 TK_UNUSED static eng_t *tk_engine(void)
 {
-    eng_config_t cfg = {.reg = tk_reg, .env = &tk_env};
+    eng_config_t cfg = {.reg = tk_reg, .env = &tk_env, .lanes = tk_lanes()};
     eng_t *e = NULL;
     assert_int_equal(eng_new(&cfg, &e), 0);
     assert_non_null(e);

@@ -406,8 +406,10 @@ static void test_queue_isolation(void **state)
 
     expect_queue(&fx.alice, "|a1,a2,");
     expect_queue(&fx.bob, "|b1,");
-    expect_queue(&fx.carol, "|a1,a2,b1,c1,"); /* editor: queue:read:any */
-    expect_queue(&fx.root, "|a1,a2,b1,c1,");
+    /* Pending prompts are listed in the order they start: round-robin across users (issue 8),
+     * each user's own in (number, seq) order. */
+    expect_queue(&fx.carol, "|a1,b1,c1,a2,"); /* editor: queue:read:any */
+    expect_queue(&fx.root, "|a1,b1,c1,a2,");
     expect_queue(&fx.nobody, "|");
 
     /* a1 runs: someone else's running item is left out. */
@@ -416,7 +418,7 @@ static void test_queue_isolation(void **state)
     assert_string_equal(run->owner, "alice");
     expect_queue(&fx.alice, "a1,|a2,");
     expect_queue(&fx.bob, "|b1,");
-    expect_queue(&fx.carol, "a1,|a2,b1,c1,");
+    expect_queue(&fx.carol, "a1,|b1,c1,a2,"); /* alice just had her turn */
 
     /* Interrupt: only the owner or queue:cancel:any; 403 otherwise. */
     expect(&fx.bob, srv_h_interrupt, "POST", NULL, NULL, NULL, "{\"prompt_id\": \"a1\"}", 403, "forbidden");
@@ -434,9 +436,9 @@ static void test_queue_isolation(void **state)
 
     /* Delete and clear reach only one's own pending prompts. */
     expect(&fx.bob, srv_h_queue_post, "POST", NULL, NULL, NULL, "{\"delete\": [\"a2\", \"c1\"]}", 200, NULL);
-    expect_queue(&fx.root, "a1,|a2,b1,c1,");
+    expect_queue(&fx.root, "a1,|b1,c1,a2,");
     expect(&fx.bob, srv_h_queue_post, "POST", NULL, NULL, NULL, "{\"clear\": true}", 200, NULL);
-    expect_queue(&fx.root, "a1,|a2,c1,");
+    expect_queue(&fx.root, "a1,|c1,a2,");
     assert_true(audited("bob", "prompt.cancel", "b1"));
     expect(&fx.carol, srv_h_queue_post, "POST", NULL, NULL, NULL, "{\"clear\": true, \"delete\": [\"a2\"]}",
            200, NULL);
