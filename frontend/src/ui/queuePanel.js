@@ -73,7 +73,8 @@ export class QueuePanel {
 
   renderQueue(q) {
     clear(this.running, (q.queue_running || []).map((i) => this.queueItem(i, true)));
-    const pend = [...(q.queue_pending || [])].sort((a, b) => a[0] - b[0]);
+    // The server lists pending prompts in the order they will start (fair across users).
+    const pend = q.queue_pending || [];
     clear(this.pending, pend.length ? pend.map((i) => this.queueItem(i, false)) : (q.queue_running?.length ? null : h('div.muted', 'Nothing queued')));
   }
 
