@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,36 +32,47 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static sdn_ckpt_t *holders; /* every live holder (weak: a holder unlinks itself when freed) */
 static uint64_t clock_;
-static size_t budget; /* 0 = unlimited */
+/* SIZE_MAX until chosen (then half of physical memory on first use); 0 = unlimited. */
+static _Atomic size_t budget = SIZE_MAX;
+/* What is resident, republished at every unlock: readers (GET /system_stats on the server's
+ * loop thread, the lanes' heavy-node check) never wait behind a load holding the lock. */
+static _Atomic size_t pub_files, pub_bytes;
 
-/* Default budget: half of physical memory, set once. */
-static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
-static bool budget_set;
-
-static void default_budget(void)
+static size_t budget_now(void)
 {
-    if (budget_set)
-        return;
+    size_t b = atomic_load(&budget);
+    if (b != SIZE_MAX)
+        return b;
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && psz > 0)
-        budget = (size_t)pages * (size_t)psz / 2;
+    size_t half = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 2 : 0;
+    atomic_compare_exchange_strong(&budget, &b, half); /* a concurrent set wins */
+    return atomic_load(&budget);
 }
 
 void sdn_cache_set_budget(size_t bytes)
 {
-    pthread_mutex_lock(&mu);
-    budget = bytes;
-    budget_set = true;
-    pthread_mutex_unlock(&mu);
+    atomic_store(&budget, bytes == SIZE_MAX ? SIZE_MAX - 1 : bytes);
 }
 
 size_t sdn_cache_budget(void)
 {
-    pthread_once(&budget_once, default_budget);
-    pthread_mutex_lock(&mu);
-    size_t b = budget;
+    return budget_now();
+}
+
+static size_t held_bytes_locked(const sdn_ckpt_t *c);
+
+/* Publishes the resident totals, then releases the cache lock. */
+static void unlock(void)
+{
+    size_t n = 0, b = 0;
+    for (sdn_ckpt_t *c = holders; c; c = c->next)
+        if (c->resident) {
+            n++;
+            b += held_bytes_locked(c);
+        }
+    atomic_store(&pub_files, n);
+    atomic_store(&pub_bytes, b);
     pthread_mutex_unlock(&mu);
-    return b;
 }
 
 static void unload_locked(sdn_ckpt_t *c)
@@ -92,7 +105,7 @@ sdn_ckpt_t *sdn_ckpt_new(const char *path, const char *name)
     if (holders)
         holders->prev = c;
     holders = c;
-    pthread_mutex_unlock(&mu);
+    unlock();
     return c;
 }
 
@@ -125,7 +138,7 @@ void sdn_ckpt_unref(sdn_ckpt_t *c)
         holders = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    pthread_mutex_unlock(&mu);
+    unlock();
     unload_locked(c); /* no one else can reach it any more */
     if (c->reload_ctx_free)
         c->reload_ctx_free(c->reload_ctx);
@@ -157,9 +170,8 @@ static size_t resident_bytes_locked(void)
  * last release frees the holder, which takes the lock). */
 static size_t make_room_locked(size_t need, const sdn_ckpt_t *keep, sdn_ckpt_t **drop, size_t cap)
 {
-    pthread_once(&budget_once, default_budget);
-    size_t n = 0;
-    while (budget && resident_bytes_locked() + need > budget && n < cap) {
+    size_t limit = budget_now(), n = 0;
+    while (limit && resident_bytes_locked() + need > limit && n < cap) {
         sdn_ckpt_t *victim = NULL;
         for (sdn_ckpt_t *c = holders; c; c = c->next)
             if (c->resident && c->pins == 0 && !c->pinned_forever && c != keep && (!victim || c->used < victim->used))
@@ -171,9 +183,9 @@ static size_t make_room_locked(size_t need, const sdn_ckpt_t *keep, sdn_ckpt_t *
         unload_locked(victim);
         drop[n++] = victim;
     }
-    if (budget && resident_bytes_locked() + need > budget)
+    if (limit && resident_bytes_locked() + need > limit)
         BASE_LOG(WARN, "models in use need %.1f MB, over the %.1f MB model memory budget",
-                 (double)(resident_bytes_locked() + need) / 1e6, (double)budget / 1e6);
+                 (double)(resident_bytes_locked() + need) / 1e6, (double)limit / 1e6);
     return n;
 }
 
@@ -196,7 +208,7 @@ void sdn_ckpt_adopt(sdn_ckpt_t *c)
             sdn_ckpt_ref(c);
     }
     c->used = ++clock_;
-    pthread_mutex_unlock(&mu);
+    unlock();
     drop_all(drop, n);
 }
 
@@ -317,7 +329,7 @@ int sdn_use(sdn_ckpt_t *c, char *err, size_t errsz)
         c->pins++;
         c->used = ++clock_;
     }
-    pthread_mutex_unlock(&mu);
+    unlock();
     drop_all(drop, n);
     return rc;
 }
@@ -329,7 +341,7 @@ void sdn_unuse(sdn_ckpt_t *c)
     pthread_mutex_lock(&mu);
     if (c->pins > 0)
         c->pins--;
-    pthread_mutex_unlock(&mu);
+    unlock();
 }
 
 int sdn_ckpt_get(const char *path, const char *name, unsigned want, unsigned need, sdn_ckpt_t **out,
@@ -356,7 +368,7 @@ int sdn_ckpt_get(const char *path, const char *name, unsigned want, unsigned nee
             c = h;
             break;
         }
-    pthread_mutex_unlock(&mu);
+    unlock();
     if (!c) {
         if (!(c = sdn_ckpt_new(path, name))) {
             snprintf(err, errsz, "out of memory");
@@ -373,7 +385,7 @@ int sdn_ckpt_get(const char *path, const char *name, unsigned want, unsigned nee
     int rc = ensure_resident_locked(c, need, drop, &n, err, errsz);
     if (!rc)
         c->used = ++clock_;
-    pthread_mutex_unlock(&mu);
+    unlock();
     drop_all(drop, n);
     if (rc) {
         sdn_ckpt_unref(c);
@@ -393,24 +405,16 @@ void sdn_cache_clear(void)
             unload_locked(c);
             drop[n++] = c;
         }
-    pthread_mutex_unlock(&mu);
+    unlock();
     drop_all(drop, n);
 }
 
 void sdn_cache_stats(size_t *files, size_t *bytes)
 {
-    size_t n = 0, b = 0;
-    pthread_mutex_lock(&mu);
-    for (sdn_ckpt_t *c = holders; c; c = c->next)
-        if (c->resident) {
-            n++;
-            b += held_bytes_locked(c);
-        }
-    pthread_mutex_unlock(&mu);
     if (files)
-        *files = n;
+        *files = atomic_load(&pub_files);
     if (bytes)
-        *bytes = b;
+        *bytes = atomic_load(&pub_bytes);
 }
 
 void node_models_release(void)
