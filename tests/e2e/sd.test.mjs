@@ -194,6 +194,28 @@ describe('stable diffusion (tiny random checkpoint)', { timeout: ms(600000) }, (
     assert.equal(st.json.models.loaded, 1);
   });
 
+  test('--preview-method none: progress still comes, previews do not', async () => {
+    const base2 = path.join(root.dir, 'base-nopreview');
+    const r = spawnSync(WEFT_BIN, ['demo-model', '--base-dir', base2], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const quiet = await startServer({ baseDir: base2, args: ['--preview-method', 'none'] });
+    try {
+      const c = await WsClient.connect(quiet, 'clientId=np');
+      sockets.push(c);
+      await c.waitFor((m) => m.type === 'status');
+      c.send({ type: 'feature_flags', data: { supports_preview_metadata: true } });
+      await c.waitFor((m) => m.type === 'feature_flags');
+      const { prompt_id: id } = await submit(quiet, txt2img({ steps: 2, seed: 9 }), { client_id: 'np' });
+      await c.waitDone(id, { timeoutMs: ms(120000) });
+      const mine = c.messages.filter((m) => m.type === '<binary>' || (m.data && m.data.prompt_id === id));
+      assert.deepEqual(mine.filter((m) => m.type === 'progress' && m.data.node === '3' && m.data.value > 0)
+        .map((m) => m.data.value), [1, 2]);
+      assert.equal(mine.filter((m) => m.type === '<binary>').length, 0);
+    } finally {
+      await assertCleanStop(assert, quiet);
+    }
+  });
+
   test('a corrupt checkpoint fails its prompt with a clear error and the server carries on', async () => {
     writeFileSync(path.join(srv.baseDir, 'models', 'checkpoints', 'broken.safetensors'),
       Buffer.concat([Buffer.from([0xff, 0xff, 0, 0, 0, 0, 0, 0]), Buffer.from('{"a":')]));

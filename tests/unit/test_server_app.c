@@ -737,8 +737,19 @@ static void test_config(void **state)
     assert_string_equal(c.base_dir, "weft-data");
     assert_int_equal(c.http.max_body_bytes, (size_t)100 << 20);
     assert_int_equal(c.ws.max_msg_bytes, (size_t)1 << 20);
+    assert_true(c.previews); /* latent previews are on unless turned off */
+    assert_int_equal(c.model_memory_mb, 0); /* 0 = the default budget, half of RAM */
+    char *sd[] = {"serve", "--preview-method", "none", "--model-memory", "2048", NULL};
+    assert_int_equal(srv_config_parse(&c, 5, sd), 0);
+    assert_false(c.previews);
+    assert_int_equal(c.model_memory_mb, 2048);
+    char *sd2[] = {"serve", "--preview-method", "latent2rgb", NULL};
+    assert_int_equal(srv_config_parse(&c, 3, sd2), 0);
+    assert_true(c.previews);
 
     static const char *const bad[][3] = {
+        {"--preview-method", "taesd"}, {"--preview-method", NULL}, {"--model-memory", "0"},
+        {"--model-memory", "1.5"}, {"--model-memory", "-3"},
         {"--port", "65536"}, {"--port", "-1"}, {"--port", "12a"}, {"--port", NULL},
         {"--listen", "not an ip"}, {"--max-upload-size", "0"}, {"--max-upload-size", "1.5"},
         {"--frontend", "/definitely/not/here"}, {"--bogus", NULL}, {"--base-dir", ""},
