@@ -6,8 +6,9 @@
 #include "sd/sd_nodes.h"
 
 #define MAX_RESOLUTION 16384
-/* An upper bound on latent elements so a hostile size fails cleanly instead of allocating. */
-#define MAX_LATENT_ELEMS (1ll << 31)
+/* An upper bound on latent elements (1 GiB of float32, e.g. 16 latents of 16384x16384
+ * pixels) so a hostile size fails cleanly instead of exhausting memory. */
+#define MAX_LATENT_ELEMS (1ll << 28)
 
 static const ts_device_t CPU = {TS_CPU, 0};
 

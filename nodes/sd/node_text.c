@@ -3,6 +3,11 @@
 
 #include "sd/sd_nodes.h"
 
+/* Prompts are bounded so a hostile one fails with a message instead of exhausting memory:
+ * the tokenizer needs about 12 bytes per input byte and the encoder 77 tokens per row. */
+#define MAX_PROMPT_BYTES (1u << 20)
+#define MAX_PROMPT_ROWS 64 /* 4,800 tokens */
+
 static int encode_execute(node_ctx_t *ctx)
 {
     const sdn_clip_t *clip = sdn_in_clip(ctx, "clip");
@@ -13,9 +18,18 @@ static int encode_execute(node_ctx_t *ctx)
     int rc = sdn_tokenizer_for(ctx->env, clip->ck, &tok, ctx->err, sizeof ctx->err);
     if (rc)
         return BASE_E_NODE_FAILED;
+    const char *text = node_in_str(ctx, "text");
+    if (strlen(text) > MAX_PROMPT_BYTES)
+        return node_fail(ctx, "CLIPTextEncode: the prompt is longer than %u bytes", MAX_PROMPT_BYTES);
     clipt_rows_t rows = {0};
-    if ((rc = clipt_tokenize_weighted(tok, node_in_str(ctx, "text"), &rows)))
+    if ((rc = clipt_tokenize_weighted(tok, text, &rows)))
         return node_fail(ctx, "CLIPTextEncode: cannot tokenize the prompt: %s", base_strerror(rc));
+    if (rows.rows > MAX_PROMPT_ROWS) {
+        size_t n = rows.rows;
+        clipt_rows_free(&rows);
+        return node_fail(ctx, "CLIPTextEncode: the prompt needs %zu rows of 75 tokens; at most %d are encoded", n,
+                         MAX_PROMPT_ROWS);
+    }
     ts_tensor_t *cond = NULL, *pooled = NULL;
     if (sdn_use(clip->ck, ctx->err, sizeof ctx->err)) {
         clipt_rows_free(&rows);

@@ -343,6 +343,20 @@ static void test_text_encode(void **state)
     assert_int_equal(sdn_cond_count(r->out[0]), 2);
     assert_ptr_equal(sdn_cond_at(r->out[0], 1), sdn_cond_at(l, 0));
     nt_run_free(r);
+    /* A prompt past the row limit (64 rows of 75 tokens) fails with a message. */
+    size_t big = 70 * 75 * 4 + 1;
+    char *huge = malloc(big);
+    assert_non_null(huge);
+    huge[0] = '\0';
+    for (int i = 0; i < 70 * 75; i++)
+        strcat(huge + (size_t)i * 4, "cat ");
+    run_t *h = run_new(&node_def_CLIPTextEncode);
+    nt_set_in(h, "clip", node_value_ref(c.clip));
+    nt_set_in(h, "text", node_value_string(huge));
+    assert_int_equal(nt_exec(h), BASE_E_NODE_FAILED);
+    assert_non_null(strstr(h->ctx.err, "at most 64"));
+    nt_run_free(h);
+    free(huge);
     /* The tiny CLIP has 2 layers: -3 is out of range. */
     r = run_new(&node_def_CLIPSetLastLayer);
     nt_set_in(r, "clip", node_value_ref(c.clip));
@@ -359,6 +373,14 @@ static void test_text_encode(void **state)
 static void test_latent_nodes(void **state)
 {
     (void)state;
+    /* A latent batch past 1 GiB is refused, not allocated. */
+    run_t *big = run_new(&node_def_EmptyLatentImage);
+    nt_set_in(big, "width", node_value_i64(16384));
+    nt_set_in(big, "height", node_value_i64(16384));
+    nt_set_in(big, "batch_size", node_value_i64(64));
+    assert_int_equal(nt_exec(big), BASE_E_NODE_FAILED);
+    assert_non_null(strstr(big->ctx.err, "too large"));
+    nt_run_free(big);
     node_value_t *e = empty_latent(64, 48, 2);
     int64_t want[4] = {2, 4, 6, 8};
     expect_shape(sdn_latent_samples(e), 4, want);
