@@ -169,6 +169,25 @@ void smp_set(ts_tensor_t **slot, ts_tensor_t *v)
     *slot = v;
 }
 
+void smp_drop(ts_tensor_t **t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ts_free(t[i]);
+        t[i] = NULL;
+    }
+}
+
+int smp_step_end(smp_t *r, int i, ts_tensor_t **x, ts_tensor_t **t, int n, int next, int rc)
+{
+    if (!rc) {
+        smp_set(x, t[next]);
+        t[next] = NULL;
+        rc = smp_done(r, i, *x, t[0]);
+    }
+    smp_drop(t, n);
+    return rc;
+}
+
 int smp_lin(smp_t *r, ts_tensor_t **out, int k, const double *c, ts_tensor_t *const *t)
 {
     *out = NULL;

@@ -46,6 +46,12 @@ int smp_add_noise(smp_t *r, ts_tensor_t **x, double c);
 int smp_deriv(smp_t *r, ts_tensor_t **d, const ts_tensor_t *x, const ts_tensor_t *den, double sigma);
 /* Replaces *slot by v (freeing the old reference). */
 void smp_set(ts_tensor_t **slot, ts_tensor_t *v);
+/* Frees and clears t[0..n). */
+void smp_drop(ts_tensor_t **t, int n);
+/* The shared tail of a sampler step: when rc is 0, t[next] becomes the new *x and the step
+ * callback runs with the prediction t[0]; then t[0..n) are freed. Returns rc, or the
+ * callback's code (BASE_E_INTERRUPTED stops the sampler). */
+int smp_step_end(smp_t *r, int i, ts_tensor_t **x, ts_tensor_t **t, int n, int next, int rc);
 
 /* k-diffusion's get_ancestral_step: the sigma to step down to and the noise to add so the
  * marginal at `to` is right (eta 1 = full ancestral, 0 = deterministic). */

@@ -12,14 +12,6 @@
 
 enum { TMP = 8, HIST = 4 };
 
-static void drop(ts_tensor_t **t, int n)
-{
-    for (int i = 0; i < n; i++) {
-        ts_free(t[i]);
-        t[i] = NULL;
-    }
-}
-
 /* Appends v (taking the reference) to a history of at most cap entries, dropping the oldest. */
 static void hist_push(ts_tensor_t **h, int *len, int cap, ts_tensor_t *v)
 {
@@ -36,12 +28,6 @@ static void hist_push(ts_tensor_t **h, int *len, int cap, ts_tensor_t *v)
 static ts_tensor_t *hist_back(ts_tensor_t **h, int len, int back)
 {
     return h[len - back];
-}
-
-static int finish(smp_t *r, int i, ts_tensor_t **x, ts_tensor_t *nx, const ts_tensor_t *den)
-{
-    smp_set(x, nx);
-    return smp_done(r, i, *x, den);
 }
 
 /* ------------------------------------------------------------------ lms */
@@ -78,7 +64,7 @@ int smp_lms(smp_t *r, ts_tensor_t **x)
         if (!rc)
             rc = smp_deriv(r, &t[1], *x, t[0], s);
         if (rc) {
-            drop(t, TMP);
+            smp_drop(t, TMP);
             break;
         }
         hist_push(ds, &len, ORDER, t[1]);
@@ -95,13 +81,9 @@ int smp_lms(smp_t *r, ts_tensor_t **x)
             }
             rc = smp_lin(r, &t[2], order + 1, c, v);
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[2], t[0]);
-            t[2] = NULL;
-        }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 2, rc);
     }
-    drop(ds, HIST);
+    smp_drop(ds, HIST);
     return rc;
 }
 
@@ -128,10 +110,8 @@ int smp_dpmpp_2m(smp_t *r, ts_tensor_t **x)
         }
         if (!rc) {
             smp_set(&old, ts_ref(t[0]));
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 1, rc);
     }
     ts_free(old);
     return rc;
@@ -165,10 +145,8 @@ static int dpmpp_2m_sde(smp_t *r, ts_tensor_t **x, bool heun)
         }
         if (!rc) {
             smp_set(&old, ts_ref(t[0]));
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 1, rc);
     }
     ts_free(old);
     return rc;
@@ -227,10 +205,8 @@ int smp_dpmpp_3m_sde(smp_t *r, ts_tensor_t **x)
             h2 = h1;
             h1 = h;
             have++;
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 1, rc);
     }
     ts_free(d1);
     ts_free(d2);
@@ -273,12 +249,10 @@ int smp_ipndm(smp_t *r, ts_tensor_t **x)
         if (!rc) {
             hist_push(buf, &len, MAX_ORDER - 1, t[1]);
             t[1] = NULL;
-            rc = finish(r, i, x, t[2], t[0]);
-            t[2] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 2, rc);
     }
-    drop(buf, HIST);
+    smp_drop(buf, HIST);
     return rc;
 }
 
@@ -344,12 +318,10 @@ int smp_ipndm_v(smp_t *r, ts_tensor_t **x)
         if (!rc) {
             hist_push(buf, &len, MAX_ORDER - 1, t[1]);
             t[1] = NULL;
-            rc = finish(r, i, x, t[2], t[0]);
-            t[2] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 2, rc);
     }
-    drop(buf, HIST);
+    smp_drop(buf, HIST);
     return rc;
 }
 
@@ -419,12 +391,10 @@ int smp_deis(smp_t *r, ts_tensor_t **x)
         if (!rc) {
             hist_push(buf, &len, DEIS_ORDER - 1, t[1]);
             t[1] = NULL;
-            rc = finish(r, i, x, t[2], t[0]);
-            t[2] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 2, rc);
     }
-    drop(buf, HIST);
+    smp_drop(buf, HIST);
     return rc;
 }
 
@@ -461,10 +431,8 @@ static int res_multistep(smp_t *r, ts_tensor_t **x, double eta)
         if (!rc) {
             smp_set(&old, ts_ref(t[0]));
             old_down = down;
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 1, rc);
     }
     ts_free(old);
     return rc;
@@ -502,10 +470,8 @@ int smp_gradient_estimation(smp_t *r, ts_tensor_t **x)
         if (!rc) {
             smp_set(&old_d, t[1]);
             t[1] = NULL;
-            rc = finish(r, i, x, t[2], t[0]);
-            t[2] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 2, rc);
     }
     ts_free(old_d);
     return rc;
@@ -564,10 +530,8 @@ int smp_er_sde(smp_t *r, ts_tensor_t **x)
         }
         if (!rc) {
             smp_set(&old, ts_ref(t[0]));
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
         }
-        drop(t, TMP);
+        rc = smp_step_end(r, i, x, t, TMP, 1, rc);
     }
     ts_free(old);
     ts_free(old_dd);

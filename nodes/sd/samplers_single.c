@@ -12,21 +12,6 @@
 
 enum { TMP = 10 };
 
-static void drop(ts_tensor_t **t)
-{
-    for (int i = 0; i < TMP; i++) {
-        ts_free(t[i]);
-        t[i] = NULL;
-    }
-}
-
-/* Shared tail of a step: the new state replaces *x, then the progress callback runs. */
-static int finish(smp_t *r, int i, ts_tensor_t **x, ts_tensor_t *nx, const ts_tensor_t *den)
-{
-    smp_set(x, nx);
-    return smp_done(r, i, *x, den);
-}
-
 int smp_euler(smp_t *r, ts_tensor_t **x)
 {
     for (int i = 0; i < r->n; i++) {
@@ -35,12 +20,7 @@ int smp_euler(smp_t *r, ts_tensor_t **x)
         int rc = smp_model(r, *x, s, &t[0]);
         if (!rc)
             rc = smp_lin2(r, &t[1], s1 / s, *x, 1.0 - s1 / s, t[0]);
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -57,12 +37,7 @@ int smp_euler_ancestral(smp_t *r, ts_tensor_t **x)
             rc = smp_lin2(r, &t[1], down / s, *x, 1.0 - down / s, t[0]);
         if (!rc && down != 0.0)
             rc = smp_add_noise(r, &t[1], up);
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -88,12 +63,7 @@ int smp_heun(smp_t *r, ts_tensor_t **x)
                 t[3] = NULL;
             }
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -137,12 +107,7 @@ int smp_heunpp2(smp_t *r, ts_tensor_t **x)
             t[8] = t[2]; /* Euler */
             t[2] = NULL;
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[8], t[0]);
-            t[8] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 8, rc)))
             return rc;
     }
     return 0;
@@ -176,12 +141,7 @@ int smp_dpm_2(smp_t *r, ts_tensor_t **x)
             rc = smp_lin2(r, &t[1], 0.0, *x, 1.0, t[0]);
         else if (!rc)
             rc = dpm2_step(r, *x, t[0], s, s1, &t[1]);
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -201,12 +161,7 @@ int smp_dpm_2_ancestral(smp_t *r, ts_tensor_t **x)
             if (!rc)
                 rc = smp_add_noise(r, &t[1], up);
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -232,12 +187,7 @@ int smp_dpmpp_2s_ancestral(smp_t *r, ts_tensor_t **x)
         }
         if (!rc && s1 > 0.0)
             rc = smp_add_noise(r, &t[3], up);
-        if (!rc) {
-            rc = finish(r, i, x, t[3], t[0]);
-            t[3] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 3, rc)))
             return rc;
     }
     return 0;
@@ -272,12 +222,7 @@ int smp_dpmpp_sde(smp_t *r, ts_tensor_t **x)
             if (!rc)
                 rc = smp_add_noise(r, &t[3], up);
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[3], t[0]);
-            t[3] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 3, rc)))
             return rc;
     }
     return 0;
@@ -301,12 +246,7 @@ int smp_ddpm(smp_t *r, ts_tensor_t **x)
             rc = smp_lin2(r, &t[1], cx, *x, cd, t[0]);
         if (!rc)
             rc = smp_add_noise(r, &t[1], cz);
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -324,12 +264,7 @@ int smp_lcm(smp_t *r, ts_tensor_t **x)
             if (s1 > 0.0)
                 rc = smp_add_noise(r, &t[1], s1);
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[1], t[0]);
-            t[1] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 1, rc)))
             return rc;
     }
     return 0;
@@ -378,12 +313,7 @@ int smp_seeds_2(smp_t *r, ts_tensor_t **x)
             if (!rc)
                 rc = smp_add_noise(r, &t[4], s1 * sqrt(-expm1(2.0 * seg)));
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[4], t[0]);
-            t[4] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 4, rc)))
             return rc;
     }
     return 0;
@@ -439,12 +369,7 @@ int smp_seeds_3(smp_t *r, ts_tensor_t **x)
             if (!rc)
                 rc = smp_add_noise(r, &t[6], s1 * sqrt(-expm1(2.0 * seg)));
         }
-        if (!rc) {
-            rc = finish(r, i, x, t[6], t[0]);
-            t[6] = NULL;
-        }
-        drop(t);
-        if (rc)
+        if ((rc = smp_step_end(r, i, x, t, TMP, 6, rc)))
             return rc;
     }
     return 0;
