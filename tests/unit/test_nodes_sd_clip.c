@@ -15,7 +15,6 @@
 #include "sd/sd.h"
 #include "sd_testkit.h"
 
-static const ts_device_t CPU = {TS_CPU, 0};
 
 /* ------------------------------------------------------------------ key lists and stores */
 
@@ -25,66 +24,6 @@ static keys_t clip_keys(const sd_clip_config_t *cfg)
     keys_t ks = {0};
     assert_int_equal(sd_clip_keys(cfg, "", sdk_collect, &ks), 0);
     return ks;
-}
-
-/* Test weights, regenerated identically on every run: randn(seed = key index), biases
- * scaled by 0.1, 1-D (norm) weights 1 + 0.1 randn, others randn / sqrt(fan_in). */
-static ts_tensor_t *test_weight(const key_t_ *k, size_t index)
-{
-    ts_tensor_t *r = NULL, *t = NULL;
-    assert_int_equal(ts_randn(&r, k->shape, k->ndim, (uint64_t)index, CPU), 0);
-    size_t len = strlen(k->name);
-    bool bias = len > 5 && strcmp(k->name + len - 5, ".bias") == 0;
-    int64_t fan_in = 1;
-    for (int d = 1; d < k->ndim; d++)
-        fan_in *= k->shape[d];
-    double mul = bias || k->ndim == 1 ? 0.1 : 1.0 / sqrt((double)fan_in);
-    double add = !bias && k->ndim == 1 ? 1.0 : 0.0;
-    assert_int_equal(ts_affine(&t, r, mul, add), 0);
-    ts_free(r);
-    return t;
-}
-
-static sdw_t *random_store(const keys_t *ks)
-{
-    sdw_t *w = NULL;
-    assert_int_equal(sdw_new(&w), 0);
-    for (size_t i = 0; i < ks->n; i++)
-        assert_int_equal(sdw_put(w, ks->k[i].name, test_weight(&ks->k[i], i)), 0);
-    return w;
-}
-
-/* Every tensor a view of one zero buffer. skip: a name left out; bad: a name given a wrong
- * shape: one short in the last dimension, except the token embedding, whose last dimension
- * defines the width every other tensor is checked against, so its first one is shortened. */
-static sdw_t *zero_store(const keys_t *ks, const float *zbuf, const char *skip, const char *bad)
-{
-    sdw_t *w = NULL;
-    assert_int_equal(sdw_new(&w), 0);
-    for (size_t i = 0; i < ks->n; i++) {
-        const key_t_ *k = &ks->k[i];
-        if (skip && strcmp(k->name, skip) == 0)
-            continue;
-        int64_t shape[TS_MAX_DIMS];
-        memcpy(shape, k->shape, sizeof shape);
-        if (bad && strcmp(k->name, bad) == 0)
-            shape[strstr(bad, "token_embedding") ? 0 : k->ndim - 1] -= 1;
-        ts_tensor_t *t = NULL;
-        assert_int_equal(ts_from_blob(&t, zbuf, TS_F32, shape, k->ndim, NULL, NULL), 0);
-        assert_int_equal(sdw_put(w, k->name, t), 0);
-    }
-    return w;
-}
-
-static float *zero_buffer(const keys_t *ks)
-{
-    int64_t big = 77;
-    for (size_t i = 0; i < ks->n; i++)
-        if (numel_of(&ks->k[i]) > big)
-            big = numel_of(&ks->k[i]);
-    float *z = calloc((size_t)big, sizeof *z);
-    assert_non_null(z);
-    return z;
 }
 
 static void add_position_ids(sdw_t *w, const float *zbuf)
@@ -180,10 +119,10 @@ static void test_sd15_detect_and_consume(void **state)
     sd_clip_config_t want;
     sd_clip_config_sd15(&want);
     keys_t ks = clip_keys(&want);
-    float *zbuf = zero_buffer(&ks);
+    float *zbuf = sdk_zero_buffer(&ks);
     char err[512] = "";
 
-    sdw_t *w = zero_store(&ks, zbuf, NULL, NULL);
+    sdw_t *w = sdk_zero_store(&ks, zbuf, NULL, NULL, -1);
     add_position_ids(w, zbuf);
     sd_clip_t *c = NULL;
     if (sd_clip_load(&c, w, NULL, err, sizeof err))
@@ -193,13 +132,13 @@ static void test_sd15_detect_and_consume(void **state)
     sd_clip_free(c);
 
     /* Heads from metadata; unusable values are refused naming the key. */
-    assert_int_equal(sd_clip_load(&c, zero_store(&ks, zbuf, NULL, NULL), "16", err, sizeof err), 0);
+    assert_int_equal(sd_clip_load(&c, sdk_zero_store(&ks, zbuf, NULL, NULL, -1), "16", err, sizeof err), 0);
     assert_int_equal(sd_clip_config(c)->heads, 16);
     sd_clip_free(c);
     const char *bad[] = {"5", "0", "-12", "12x", "", "abc"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = '\0';
-        assert_int_equal(sd_clip_load(&c, zero_store(&ks, zbuf, NULL, NULL), bad[i], err, sizeof err),
+        assert_int_equal(sd_clip_load(&c, sdk_zero_store(&ks, zbuf, NULL, NULL, -1), bad[i], err, sizeof err),
                          BASE_E_MODEL_FORMAT);
         assert_null(c);
         assert_non_null(strstr(err, "clip.num_heads"));
@@ -216,13 +155,15 @@ static void test_every_tensor_required(void **state)
     sd_clip_config_t cfg;
     sd_clip_config_tiny(&cfg);
     keys_t ks = clip_keys(&cfg);
-    float *zbuf = zero_buffer(&ks);
+    float *zbuf = sdk_zero_buffer(&ks);
     char err[512];
     sd_clip_t *c = NULL;
     for (size_t i = 0; i < ks.n; i++) {
         for (int mode = 0; mode < 2; mode++) {
             const char *name = ks.k[i].name;
-            sdw_t *w = zero_store(&ks, zbuf, mode ? NULL : name, mode ? name : NULL);
+            /* The token embedding's last dimension sets the width others are checked against. */
+            int dim = strstr(name, "token_embedding") ? 0 : -1;
+            sdw_t *w = sdk_zero_store(&ks, zbuf, mode ? NULL : name, mode ? name : NULL, dim);
             err[0] = '\0';
             int rc = sd_clip_load(&c, w, "2", err, sizeof err);
             if (rc != BASE_E_MODEL_LAYOUT || !strstr(err, name))
@@ -231,7 +172,7 @@ static void test_every_tensor_required(void **state)
         }
     }
     /* The tiny width 32 is no multiple of 64: heads must come from metadata. */
-    assert_int_equal(sd_clip_load(&c, zero_store(&ks, zbuf, NULL, NULL), NULL, err, sizeof err),
+    assert_int_equal(sd_clip_load(&c, sdk_zero_store(&ks, zbuf, NULL, NULL, -1), NULL, err, sizeof err),
                      BASE_E_MODEL_FORMAT);
     assert_non_null(strstr(err, "clip.num_heads"));
     sdw_t *empty = NULL;
@@ -437,7 +378,7 @@ static void test_tiny_against_reference(void **state)
     sd_clip_config_t cfg;
     sd_clip_config_tiny(&cfg);
     keys_t ks = clip_keys(&cfg);
-    sdw_t *w = random_store(&ks);
+    sdw_t *w = sdk_random_store(&ks, NULL);
     dump_reference(w, &ks);
     char err[512] = "";
     sd_clip_t *c = NULL;

@@ -33,69 +33,6 @@ static bool starts(const char *s, const char *p)
 
 /* ------------------------------------------------------------------ stores */
 
-/* Test weights, regenerated identically on every run: randn(seed = key index), biases
- * scaled by 0.1, 1-D (norm) weights 1 + 0.1 randn, others randn / sqrt(fan_in). */
-static ts_tensor_t *test_weight(const key_t_ *k, size_t index)
-{
-    ts_tensor_t *r = NULL, *t = NULL;
-    assert_int_equal(ts_randn(&r, k->shape, k->ndim, (uint64_t)index, CPU), 0);
-    size_t len = strlen(k->name);
-    bool bias = len > 5 && strcmp(k->name + len - 5, ".bias") == 0;
-    int64_t fan_in = 1;
-    for (int d = 1; d < k->ndim; d++)
-        fan_in *= k->shape[d];
-    double mul = bias || k->ndim == 1 ? 0.1 : 1.0 / sqrt((double)fan_in);
-    double add = !bias && k->ndim == 1 ? 1.0 : 0.0;
-    assert_int_equal(ts_affine(&t, r, mul, add), 0);
-    ts_free(r);
-    return t;
-}
-
-typedef bool (*key_filter)(const char *name);
-
-static sdw_t *random_store(const keys_t *ks, key_filter keep)
-{
-    sdw_t *w = NULL;
-    assert_int_equal(sdw_new(&w), 0);
-    for (size_t i = 0; i < ks->n; i++)
-        if (!keep || keep(ks->k[i].name))
-            assert_int_equal(sdw_put(w, ks->k[i].name, test_weight(&ks->k[i], i)), 0);
-    return w;
-}
-
-/* Every tensor a view of one zero buffer (big enough for the largest), so the full-size
- * layout costs no more than that buffer. skip: a name left out; bad: a name whose last
- * dimension is one short. */
-static sdw_t *zero_store(const keys_t *ks, const float *zbuf, const char *skip, const char *bad)
-{
-    sdw_t *w = NULL;
-    assert_int_equal(sdw_new(&w), 0);
-    for (size_t i = 0; i < ks->n; i++) {
-        const key_t_ *k = &ks->k[i];
-        if (skip && strcmp(k->name, skip) == 0)
-            continue;
-        int64_t shape[TS_MAX_DIMS];
-        memcpy(shape, k->shape, sizeof shape);
-        if (bad && strcmp(k->name, bad) == 0)
-            shape[k->ndim - 1] -= 1;
-        ts_tensor_t *t = NULL;
-        assert_int_equal(ts_from_blob(&t, zbuf, TS_F32, shape, k->ndim, NULL, NULL), 0);
-        assert_int_equal(sdw_put(w, k->name, t), 0);
-    }
-    return w;
-}
-
-static float *zero_buffer(const keys_t *ks)
-{
-    int64_t big = 1;
-    for (size_t i = 0; i < ks->n; i++)
-        if (numel_of(&ks->k[i]) > big)
-            big = numel_of(&ks->k[i]);
-    float *z = calloc((size_t)big, sizeof *z);
-    assert_non_null(z);
-    return z;
-}
-
 static void expect_config(const sd_vae_config_t *got, const sd_vae_config_t *want)
 {
     assert_int_equal(got->ch, want->ch);
@@ -205,10 +142,10 @@ static void test_sd15_detect_and_consume(void **state)
     sd_vae_config_t want;
     sd_vae_config_sd15(&want);
     keys_t ks = vae_keys(&want);
-    float *zbuf = zero_buffer(&ks);
+    float *zbuf = sdk_zero_buffer(&ks);
     char err[512] = "";
 
-    sdw_t *w = zero_store(&ks, zbuf, NULL, NULL);
+    sdw_t *w = sdk_zero_store(&ks, zbuf, NULL, NULL, -1);
     ts_tensor_t *extra = NULL;
     const int64_t es[1] = {7};
     assert_int_equal(ts_from_blob(&extra, zbuf, TS_F32, es, 1, NULL, NULL), 0);
@@ -233,12 +170,12 @@ static void test_every_tensor_required(void **state)
     sd_vae_config_t cfg;
     sd_vae_config_tiny(&cfg);
     keys_t ks = vae_keys(&cfg);
-    float *zbuf = zero_buffer(&ks);
+    float *zbuf = sdk_zero_buffer(&ks);
     char err[512];
     for (size_t i = 0; i < ks.n; i++) {
         for (int mode = 0; mode < 2; mode++) {
             const char *name = ks.k[i].name;
-            sdw_t *w = zero_store(&ks, zbuf, mode ? NULL : name, mode ? name : NULL);
+            sdw_t *w = sdk_zero_store(&ks, zbuf, mode ? NULL : name, mode ? name : NULL, -1);
             sd_vae_t *v = NULL;
             err[0] = '\0';
             int rc = sd_vae_load(&v, w, err, sizeof err);
@@ -278,8 +215,8 @@ static void test_decoder_only(void **state)
     keys_t ks = vae_keys(&want);
     char err[512] = "";
     sd_vae_t *full = NULL, *dec = NULL;
-    assert_int_equal(sd_vae_load(&full, random_store(&ks, NULL), err, sizeof err), 0);
-    assert_int_equal(sd_vae_load(&dec, random_store(&ks, decoder_only), err, sizeof err), 0);
+    assert_int_equal(sd_vae_load(&full, sdk_random_store(&ks, NULL), err, sizeof err), 0);
+    assert_int_equal(sd_vae_load(&dec, sdk_random_store(&ks, decoder_only), err, sizeof err), 0);
     expect_config(sd_vae_config(full), &want);
     expect_config(sd_vae_config(dec), &want);
     assert_int_equal(unused_count(sd_vae_weights(full)), 0);
@@ -319,7 +256,7 @@ static void test_decoder_only(void **state)
     sd_vae_free(dec);
 
     sd_vae_t *none = NULL;
-    assert_int_equal(sd_vae_load(&none, random_store(&ks, has_encoder_only), err, sizeof err),
+    assert_int_equal(sd_vae_load(&none, sdk_random_store(&ks, has_encoder_only), err, sizeof err),
                      BASE_E_MODEL_LAYOUT);
     assert_non_null(strstr(err, "decoder.conv_in.weight"));
     assert_int_equal(sd_vae_load(&none, NULL, err, sizeof err), BASE_E_INVAL);
@@ -412,7 +349,7 @@ static void test_tiny_against_reference(void **state)
     sd_vae_config_t cfg;
     sd_vae_config_tiny(&cfg);
     keys_t ks = vae_keys(&cfg);
-    sdw_t *w = random_store(&ks, NULL);
+    sdw_t *w = sdk_random_store(&ks, NULL);
     ts_tensor_t *z = NULL, *img = NULL, *out = NULL, *mean = NULL;
     const int64_t zs[4] = {2, 4, 4, 4}, is[4] = {2, 3, 32, 32};
     assert_int_equal(ts_randn(&z, zs, 4, 1000, CPU), 0);
