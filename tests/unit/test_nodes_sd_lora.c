@@ -42,10 +42,10 @@ static int setup(void **state)
     F.input = nt_join(F.base, "input");
     F.output = nt_join(F.base, "output");
     F.temp = nt_join(F.base, "temp");
-    char *ck = nt_join(F.models, "checkpoints"), *tok = nt_join(F.models, "clip_tokenizer");
+    /* No models/clip_tokenizer/: the tables that ship with weft are found last. */
+    char *ck = nt_join(F.models, "checkpoints");
     assert_int_equal(mkdir(F.models, 0755), 0);
     assert_int_equal(mkdir(ck, 0755), 0);
-    assert_int_equal(mkdir(tok, 0755), 0);
     assert_int_equal(mkdir(F.loras, 0755), 0);
     char *sub = nt_join(F.loras, "styles");
     assert_int_equal(mkdir(sub, 0755), 0);
@@ -53,16 +53,7 @@ static int setup(void **state)
     F.ckpt = nt_join(ck, "tiny.safetensors");
     char err[512] = "";
     assert_int_equal(sd_demo_write(F.ckpt, SD_DEMO_TINY, ST_F32, 1, err, sizeof err), 0);
-    const char *names[] = {"vocab.json", "merges.txt"};
-    for (int i = 0; i < 2; i++) {
-        char from[1024];
-        snprintf(from, sizeof from, "%s/nodes/sd/clip_tokenizer/%s", WEFT_SOURCE_DIR, names[i]);
-        char *to = nt_join(tok, names[i]);
-        nt_copy_file(from, to);
-        free(to);
-    }
     free(ck);
-    free(tok);
     F.env = (node_env_t){.base_dir = F.base,
                          .input_dir = F.input,
                          .output_dir = F.output,
